@@ -1,0 +1,3 @@
+from onnx2sql.cli import main
+
+raise SystemExit(main())

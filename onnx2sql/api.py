@@ -1,0 +1,135 @@
+"""The Python API: compile a model into a DuckDB database + SQL files, run it on feeds."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import onnx
+from tqdm import tqdm
+
+from onnx2sql.emit.program import Program
+from onnx2sql.emit.sql import comment_text, quote_ident
+from onnx2sql.errors import InputError, ModelError
+from onnx2sql.graph.load import load_model
+from onnx2sql.graph.visitor import DEFAULT_CHUNK, lower_model
+from onnx2sql.ops.context import describe_layout
+from onnx2sql.graph.values import Runtime
+from onnx2sql.graph.symbolic import as_shape
+from onnx2sql.runtime.session import META_TABLE, Session, connect, meta_exists, read_meta
+from onnx2sql.storage.tables import write_table
+
+DB_FILE = "model.duckdb"
+FORMAT_VERSION = "1"
+
+
+def compile(model: str | Path | onnx.ModelProto, out_dir: str | Path, chunk_size: int | None = None,
+            progress: bool = False) -> Path:
+    """Compile a model into out_dir/: model.duckdb (weights + program), program.sql, schema.sql.
+
+    Nothing is written when the model cannot be compiled; an existing out_dir is replaced only
+    once the new one is complete."""
+    proto = load_model(model)
+    program = lower_model(proto, chunk_size or DEFAULT_CHUNK)
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        con = connect(staging / DB_FILE)
+        try:
+            _store_weights(con, program, progress)
+            con.execute(f"CREATE TABLE {META_TABLE} (key VARCHAR PRIMARY KEY, value VARCHAR)")
+            meta = {"format": FORMAT_VERSION, "program": program.to_json(), "model_sha256": model_digest(proto)}
+            con.executemany(f"INSERT INTO {META_TABLE} VALUES (?, ?)", list(meta.items()))
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        (staging / "program.sql").write_text(program.script(), encoding="utf-8")
+        (staging / "schema.sql").write_text(_schema_script(program), encoding="utf-8")
+        _replace_dir(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def run(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray],
+        chunk_size: int | None = None) -> dict[str, np.ndarray]:
+    """Run a model on feeds in DuckDB; returns every graph output by name.
+
+    `model` is an ONNX path or ModelProto (compiled into an in-memory database first) or a
+    folder written by compile() (nothing is loaded again)."""
+    if isinstance(model, (str, Path)) and Path(model).is_dir():
+        con, program = open_compiled(Path(model))
+    else:
+        program = lower_model(load_model(model), chunk_size or DEFAULT_CHUNK)
+        con = connect()
+        _store_weights(con, program, progress=False)
+    try:
+        return Session(con, program).run(feeds)
+    finally:
+        con.close()
+
+
+def open_compiled(folder: Path):
+    db = folder / DB_FILE
+    if not db.is_file():
+        raise InputError(f"{str(folder)!r} is not a compiled model folder (no {DB_FILE}); run `onnx2sql compile` first")
+    con = connect(db, read_only=True)
+    if not meta_exists(con) or read_meta(con, "format") != FORMAT_VERSION:
+        con.close()
+        raise InputError(f"{str(db)!r} was not written by this version of onnx2sql compile")
+    return con, Program.from_json(read_meta(con, "program") or "")
+
+
+def model_digest(model: onnx.ModelProto) -> str:
+    return hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest() if model.ByteSize() < (1 << 31) \
+        else hashlib.sha256(model.graph.SerializeToString(deterministic=True)[:1 << 20]).hexdigest()
+
+
+def _store_weights(con, program: Program, progress: bool) -> None:
+    total = sum(w.array.nbytes for w in program.weights)
+    with tqdm(total=total, unit="B", unit_scale=True, desc="weights", disable=not progress) as bar:
+        for weight in program.weights:
+            write_table(con, weight.table, weight.array, program.chunk)
+            bar.update(weight.array.nbytes)
+
+
+def _schema_script(program: Program) -> str:
+    lines = ["-- Weight tables of this program (persistent in model.duckdb)."]
+    for w in program.weights:
+        value = Runtime(w.table, w.array.dtype, as_shape(w.array.shape))
+        lines.append(f"-- {w.table}: {describe_layout(value, program.chunk)}; {comment_text(w.comment)}")
+        lead = "".join(f"i{k} INTEGER, " for k in range(max(w.array.ndim - 1, 0)))
+        from onnx2sql.emit.sql import sql_type
+        lines.append(f"CREATE TABLE {quote_ident(w.table)} ({lead}c INTEGER, v {sql_type(w.array.dtype)}[]);")
+    return "\n".join(lines) + "\n"
+
+
+def _replace_dir(staging: Path, out: Path) -> None:
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        staging.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.rename(out)
+
+
+def load_feeds(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise InputError(f"inputs file {str(path)!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except Exception as exc:
+        raise InputError(f"cannot read inputs file {str(path)!r} as .npz: {exc}") from exc
+
+
+def save_outputs(outputs: Mapping[str, np.ndarray], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **outputs)

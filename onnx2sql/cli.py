@@ -1,0 +1,97 @@
+"""The `onnx2sql` command line: export, compile, run, generate, bench."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+from onnx2sql.errors import NotBuiltError, Onnx2SqlError
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from onnx2sql.export import export_model
+
+    out = export_model(args.model, Path(args.output) if args.output else None, force=args.force)
+    print(out)
+    return 0
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from onnx2sql.api import compile as compile_model
+
+    out = compile_model(args.model, args.output, chunk_size=args.chunk_size, progress=not args.quiet)
+    print(out)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from onnx2sql.api import load_feeds, run, save_outputs
+
+    feeds = load_feeds(Path(args.inputs))
+    outputs = run(args.model, feeds, chunk_size=args.chunk_size)
+    save_outputs(outputs, Path(args.output))
+    for name, value in outputs.items():
+        print(f"{name}: {value.dtype} {list(value.shape)}")
+    return 0
+
+
+def _not_built(what: str) -> Callable[[argparse.Namespace], int]:
+    def command(args: argparse.Namespace) -> int:
+        raise NotBuiltError(f"`onnx2sql {what}` is not built yet in this version")
+
+    return command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="onnx2sql",
+        description="Compile ONNX inference graphs into SQL and run them in DuckDB.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("export", help="export a model to ONNX (recipe name, HF folder or GGUF file)")
+    p.add_argument("--model", required=True,
+                   help="recipe (tiny-llama3, smollm2-135m, llama3.2-1b-shape), a Hugging Face "
+                        "checkpoint folder or a .gguf file")
+    p.add_argument("-o", "--output", help="output folder (default: models/<name>)")
+    p.add_argument("--force", action="store_true", help="export again even if the folder is complete")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("compile", help="compile an ONNX model into a DuckDB database and SQL files")
+    p.add_argument("model", help="path to a .onnx file")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--chunk-size", type=int, default=None, help="elements per chunk of the last axis")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_compile)
+
+    p = sub.add_parser("run", help="run an ONNX model (or a compiled folder) on inputs from an .npz")
+    p.add_argument("model", help="a .onnx file or a folder written by `onnx2sql compile`")
+    p.add_argument("--inputs", required=True, help=".npz file mapping graph input names to arrays")
+    p.add_argument("-o", "--output", required=True, help=".npz file to write the graph outputs to")
+    p.add_argument("--chunk-size", type=int, default=None, help="chunk size when compiling a .onnx")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("generate", help="generate text with every multiply done in DuckDB")
+    p.add_argument("model_dir", help="an exported model folder")
+    p.add_argument("--prompt", required=True)
+    p.set_defaults(func=_not_built("generate"))
+
+    p = sub.add_parser("bench", help="benchmark DuckDB against onnxruntime on the same ONNX file")
+    p.add_argument("model_dir", help="an exported model folder")
+    p.set_defaults(func=_not_built("bench"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except Onnx2SqlError as exc:
+        print(f"onnx2sql {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Rendering SQL: identifiers, types, templates. The only place that quotes names."""

@@ -1,0 +1,110 @@
+"""A compiled program: its statements in order, the tables they read and write, and how graph
+inputs and outputs map to tables. Serialised as JSON inside the database and as readable SQL."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from onnx2sql.emit.sql import comment_text, quote_ident
+from onnx2sql.ops.context import Statement, WeightTable, describe_layout
+from onnx2sql.graph.values import Runtime
+from onnx2sql.graph.symbolic import as_shape, dim_from_text
+
+
+@dataclass
+class TensorSpec:
+    name: str  # the ONNX name (data, never SQL)
+    table: str
+    dtype: str
+    shape: list[str]  # dims as sympy text over s0, s1, ...
+
+    def runtime(self) -> Runtime:
+        return Runtime(self.table, np.dtype(self.dtype), as_shape(dim_from_text(d) for d in self.shape))
+
+
+@dataclass
+class SymbolSource:
+    symbol: str  # s0, s1, ...
+    input: str  # graph input name
+    axis: int
+    label: str  # the ONNX dim_param, or a description when unnamed
+
+
+@dataclass
+class Program:
+    chunk: int
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    symbols: list[SymbolSource]
+    statements: list[Statement]
+    # Tables no longer needed after statement k: dropped to free memory.
+    drops: list[list[str]] = field(default_factory=list)
+    weights: list[WeightTable] = field(default_factory=list)
+
+    def finish(self) -> "Program":
+        self.drops = _last_uses(self)
+        return self
+
+    def executable(self) -> list[str]:
+        """The statements as DuckDB executes them, drops included."""
+        sqls: list[str] = []
+        for stmt, drops in zip(self.statements, self.drops):
+            sqls.append(f"CREATE OR REPLACE TEMP TABLE {quote_ident(stmt.table)} AS\n{stmt.sql}")
+            sqls += [f"DROP TABLE IF EXISTS {quote_ident(t)}" for t in drops]
+        return sqls
+
+    def script(self) -> str:
+        """The whole program as a readable SQL file with a shape comment on every table."""
+        lines = ["-- onnx2sql program. Layout: leading index columns i0.., chunk c, v = up to "
+                 f"{self.chunk} elements of the last axis.",
+                 "-- Symbols are DuckDB variables set before each run:"]
+        lines += [f"--   {s.symbol} = {comment_text(s.input)} axis {s.axis} ({comment_text(s.label)})"
+                  for s in self.symbols]
+        lines += [f"-- input  {comment_text(t.name)} -> {t.table}: {describe_layout(t.runtime(), self.chunk)}"
+                  for t in self.inputs]
+        lines += [f"-- output {comment_text(t.name)} <- {t.table}: {describe_layout(t.runtime(), self.chunk)}"
+                  for t in self.outputs]
+        for stmt, drops in zip(self.statements, self.drops):
+            lines.append("")
+            lines.append(f"-- {stmt.comment}")
+            lines.append(f"CREATE OR REPLACE TEMP TABLE {quote_ident(stmt.table)} AS\n{stmt.sql};")
+            lines += [f"DROP TABLE IF EXISTS {quote_ident(t)};" for t in drops]
+        return "\n".join(lines) + "\n"
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "chunk": self.chunk,
+            "inputs": [asdict(t) for t in self.inputs],
+            "outputs": [asdict(t) for t in self.outputs],
+            "symbols": [asdict(s) for s in self.symbols],
+            "statements": [asdict(s) for s in self.statements],
+            "drops": self.drops,
+        })
+
+    @staticmethod
+    def from_json(text: str) -> "Program":
+        data = json.loads(text)
+        return Program(
+            chunk=data["chunk"],
+            inputs=[TensorSpec(**t) for t in data["inputs"]],
+            outputs=[TensorSpec(**t) for t in data["outputs"]],
+            symbols=[SymbolSource(**s) for s in data["symbols"]],
+            statements=[Statement(**{**s, "reads": tuple(s["reads"])}) for s in data["statements"]],
+            drops=data["drops"],
+        )
+
+
+def _last_uses(program: Program) -> list[list[str]]:
+    keep = {t.table for t in program.outputs} | {t.table for t in program.inputs}
+    created = {s.table for s in program.statements}
+    last: dict[str, int] = {}
+    for k, stmt in enumerate(program.statements):
+        for table in stmt.reads:
+            last[table.strip('"')] = k
+    drops: list[list[str]] = [[] for _ in program.statements]
+    for table, k in last.items():
+        if table in created and table not in keep:
+            drops[k].append(table)
+    return drops

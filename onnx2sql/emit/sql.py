@@ -1,0 +1,108 @@
+"""Identifiers, literals, element types and the Jinja environment of the templates.
+
+Layout convention (every tensor table): a tensor of rank r >= 1 is a table with one INTEGER
+index column per leading axis (i0 .. i{r-2}), a chunk column `c` and `v`, a list of at most
+`chunk` elements of the last axis: element j of the last axis sits at v[j % chunk + 1] of the
+row with c = j // chunk. A scalar is stored like a tensor of shape [1]. Tables are dense: every
+index combination has its row.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from onnx2sql.errors import ModelError
+
+_SQL_TYPES = {
+    np.dtype(np.float32): "FLOAT",
+    np.dtype(np.float64): "DOUBLE",
+    np.dtype(np.int64): "BIGINT",
+    np.dtype(np.int32): "INTEGER",
+    np.dtype(np.int16): "SMALLINT",
+    np.dtype(np.int8): "TINYINT",
+    np.dtype(np.uint8): "UTINYINT",
+    np.dtype(np.bool_): "BOOLEAN",
+}
+
+
+def sql_type(dtype: np.dtype) -> str:
+    try:
+        return _SQL_TYPES[np.dtype(dtype)]
+    except KeyError:
+        raise ModelError(f"element type {np.dtype(dtype).name} is not supported") from None
+
+
+def is_supported_dtype(dtype: np.dtype) -> bool:
+    return np.dtype(dtype) in _SQL_TYPES
+
+
+def quote_ident(name: str) -> str:
+    """A DuckDB identifier for any string: doubled quotes inside, quoted outside."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def comment_text(text: str) -> str:
+    """Text safe inside a `--` comment: ONNX names may hold newlines or anything else."""
+    return json.dumps(text, ensure_ascii=True)[1:-1]
+
+
+def float_literal(x: float, dtype: np.dtype) -> str:
+    t = sql_type(dtype)
+    if np.isnan(x):
+        return f"'nan'::{t}"
+    if np.isinf(x):
+        return f"'{'-' if x < 0 else ''}inf'::{t}"
+    return f"CAST({float(x)!r} AS {t})"
+
+
+def literal(x: object, dtype: np.dtype) -> str:
+    dt = np.dtype(dtype)
+    if dt == np.bool_:
+        return "TRUE" if bool(x) else "FALSE"
+    if dt.kind == "f":
+        return float_literal(float(x), dt)
+    return f"CAST({int(x)} AS {sql_type(dt)})"
+
+
+def cols(prefix: str, n: int, alias: str = "", start: int = 0) -> list[str]:
+    dot = f"{alias}." if alias else ""
+    return [f"{dot}{prefix}{k}" for k in range(start, start + n)]
+
+
+def _template_root() -> Path:
+    try:
+        root = Path(str(resources.files("onnx2sql.templates")))
+        if (root / "_macros.sql.j2").exists():
+            return root
+    except ModuleNotFoundError:
+        pass
+    # Running from a source checkout without installing: templates/ beside the package.
+    return Path(__file__).resolve().parents[2] / "templates"
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(_template_root())),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=False,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+    env.globals["cols"] = cols
+    return env
+
+
+def render(template: str, **params: object) -> str:
+    text = environment().get_template(template).render(**params)
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""Turn what the user typed (`--model ...`) into something that can be loaded, or a clear error.
+
+Only file-system checks happen here, so a wrong source fails at once, before torch is imported.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+from onnx2sql.errors import InputError
+from onnx2sql.export.loaders import LoadedModel, load_gguf, load_hf_folder, read_config_json
+from onnx2sql.export.recipes import RECIPE_NAMES, RECIPES
+
+_GGUF_MAGIC = b"GGUF"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A model to export: its default folder name under models/, and how to load it."""
+
+    name: str  # default output folder: models/<name>
+    label: str  # how messages and the export manifest name it
+    load: Callable[[], LoadedModel]
+
+
+def resolve_source(source: str) -> Source:
+    """A recipe name, a Hugging Face checkpoint folder, or a .gguf file; InputError otherwise."""
+    if source in RECIPES:
+        return Source(source, source, RECIPES[source])
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return _hf_folder_source(path.resolve(), source)
+    if path.is_file():
+        return _gguf_source(path.resolve(), source)
+    raise InputError(_missing_source_message(source, path))
+
+
+def _hf_folder_source(folder: Path, source: str) -> Source:
+    read_config_json(folder, source)  # fail now if it is not a checkpoint folder at all
+    label = str(folder)
+    return Source(folder.name, label, partial(load_hf_folder, folder, label))
+
+
+def _gguf_source(path: Path, source: str) -> Source:
+    if path.suffix.lower() != ".gguf":
+        raise InputError(f"{source}: a file source must be a .gguf file (or pass a checkpoint folder)")
+    with path.open("rb") as handle:
+        if handle.read(len(_GGUF_MAGIC)) != _GGUF_MAGIC:
+            raise InputError(f"{source}: not a GGUF file (its first bytes are not 'GGUF')")
+    label = str(path)
+    return Source(path.stem, label, partial(load_gguf, path, label))
+
+
+def _missing_source_message(source: str, path: Path) -> str:
+    recipes = ", ".join(RECIPE_NAMES)
+    if _looks_like_hub_id(source):
+        return (
+            f"{source!r} is not a recipe and not a folder or .gguf file on this disk; onnx2sql never "
+            f"downloads models from the Hugging Face Hub. Download the checkpoint yourself and pass "
+            f"its folder, or use a recipe: {recipes}"
+        )
+    return f"{source!r}: no such folder or file ({path.absolute()}); recipes are: {recipes}"
+
+
+def _looks_like_hub_id(source: str) -> bool:
+    """'org/name' with no path markers, like 'meta-llama/Llama-3.2-1B'."""
+    parts = source.split("/")
+    return (
+        len(parts) == 2 and all(parts)
+        and not source.startswith((".", "~"))
+        and not source.lower().endswith(".gguf")
+    )

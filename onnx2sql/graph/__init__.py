@@ -1,0 +1,1 @@
+"""Loading ONNX graphs and reasoning about their shapes symbolically."""

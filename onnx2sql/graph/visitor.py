@@ -1,0 +1,125 @@
+"""The node-by-node visitor: ONNX graph -> Program (statements + weight tables)."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx.helper
+
+from onnx2sql.emit.program import Program, SymbolSource, TensorSpec
+from onnx2sql.emit.sql import comment_text, is_supported_dtype
+from onnx2sql.errors import ModelError, NodeProblem, Onnx2SqlError, UnsupportedOpError
+from onnx2sql.graph.load import initializer_array, model_opsets
+from onnx2sql.graph.symbolic import Dim, as_dim, dim_to_text, make_symbol
+from onnx2sql.graph.values import Known, Runtime, Value
+from onnx2sql.ops.context import LowerContext, LoweringProblem, NodeView
+from onnx2sql.ops.registry import find_lowering, op_version
+
+DEFAULT_CHUNK = 64
+
+
+def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK) -> Program:
+    """Lower a whole model, or raise UnsupportedOpError naming every node that cannot be lowered."""
+    if chunk < 1:
+        raise ModelError(f"chunk size must be at least 1, got {chunk}")
+    graph = model.graph
+    opsets = model_opsets(model)
+    problems = find_unsupported(model)
+    if problems:
+        raise UnsupportedOpError(problems)
+    ctx = LowerContext(chunk=chunk)
+    values: dict[str, Value] = {}
+    for init in graph.initializer:
+        arr = initializer_array(init)
+        values[init.name] = Known.of(arr, arr.dtype)
+    inputs, symbols = _graph_inputs(graph, values)
+    failed: set[str] = set()
+    for index, node in enumerate(graph.node):
+        if any(name in failed for name in node.input if name):
+            failed.update(node.output)
+            continue
+        opset = opsets.get(node.domain or "", 0)
+        view = NodeView(node, index, opset, op_version(node.op_type, opset, node.domain) or 0,
+                        [values[n] if n else None for n in _checked_inputs(node, values)])
+        ctx.node_label = f"{node.op_type} {comment_text(view.name)}"
+        try:
+            outputs = find_lowering(node.op_type, opset, node.domain)(view, ctx)  # type: ignore[misc]
+        except (LoweringProblem, NotImplementedError, Onnx2SqlError) as exc:
+            problems.append(view.problem(str(exc)))
+            failed.update(node.output)
+            continue
+        for name, value in zip(node.output, outputs):
+            if name:
+                values[name] = value
+    if problems:
+        raise UnsupportedOpError(problems)
+    outputs_spec = []
+    for out in graph.output:
+        if out.name not in values:
+            raise ModelError(f"graph output {out.name!r} is produced by no node")
+        ctx.node_label = f"graph output {comment_text(out.name)}"
+        outputs_spec.append(_spec(out.name, ctx.runtime(values[out.name])))
+    program = Program(chunk, inputs, outputs_spec, symbols, ctx.statements, weights=ctx.weights)
+    return program.finish()
+
+
+def find_unsupported(model: onnx.ModelProto) -> list[NodeProblem]:
+    """Every node whose op (at the model's opset) has no lowering, or that holds a subgraph."""
+    opsets = model_opsets(model)
+    problems = []
+    for index, node in enumerate(model.graph.node):
+        opset = opsets.get(node.domain or "", 0)
+        name = node.name or f"#{index}"
+        if node.domain and node.domain not in opsets:
+            problems.append(NodeProblem(node.op_type, name, 0, "its domain is not imported", node.domain))
+        elif any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+            problems.append(NodeProblem(node.op_type, name, opset, "subgraphs are not supported", node.domain))
+        elif find_lowering(node.op_type, opset, node.domain) is None:
+            version = op_version(node.op_type, opset, node.domain)
+            reason = "unknown op" if version is None else f"op version {version} is not supported"
+            problems.append(NodeProblem(node.op_type, name, opset, reason, node.domain))
+    return problems
+
+
+def _checked_inputs(node: onnx.NodeProto, values: dict[str, Value]) -> list[str]:
+    for name in node.input:
+        if name and name not in values:
+            raise ModelError(f"{node.op_type} node {node.name!r} reads {name!r}, which no node or input produces "
+                             "(is the graph topologically sorted?)")
+    return list(node.input)
+
+
+def _graph_inputs(graph: onnx.GraphProto, values: dict[str, Value]) -> tuple[list[TensorSpec], list[SymbolSource]]:
+    specs: list[TensorSpec] = []
+    sources: list[SymbolSource] = []
+    by_param: dict[str, Dim] = {}
+    for k, inp in enumerate(graph.input):
+        if inp.name in values:  # an initializer listed as an input (IR < 4): keep the initializer
+            continue
+        ttype = inp.type.tensor_type
+        if not inp.type.HasField("tensor_type") or not ttype.HasField("shape"):
+            raise ModelError(f"graph input {inp.name!r} has no tensor type with a shape")
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(ttype.elem_type))
+        if not is_supported_dtype(dtype):
+            raise ModelError(f"graph input {inp.name!r} has unsupported element type {dtype.name}")
+        dims: list[Dim] = []
+        for axis, d in enumerate(ttype.shape.dim):
+            if d.HasField("dim_value") and d.dim_value >= 0:
+                dims.append(as_dim(d.dim_value))
+                continue
+            label = d.dim_param or f"{inp.name}[{axis}]"
+            if d.dim_param and d.dim_param in by_param:
+                dims.append(by_param[d.dim_param])
+                continue
+            sym = make_symbol(len(sources))
+            sources.append(SymbolSource(sym.name, inp.name, axis, label))
+            if d.dim_param:
+                by_param[d.dim_param] = sym
+            dims.append(sym)
+        value = Runtime(f"in{k}", dtype, tuple(dims))
+        values[inp.name] = value
+        specs.append(_spec(inp.name, value))
+    return specs, sources
+
+
+def _spec(name: str, value: Runtime) -> TensorSpec:
+    return TensorSpec(name, value.table, value.dtype.name, [dim_to_text(d) for d in value.shape])

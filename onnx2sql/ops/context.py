@@ -1,0 +1,205 @@
+"""What a lowering function sees: the node (attributes with schema defaults, input values) and
+the context it emits statements and weight tables into."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import onnx
+import onnx.defs
+import onnx.helper
+
+from onnx2sql.emit.sql import comment_text, quote_ident, render, sql_type
+from onnx2sql.errors import NodeProblem
+from onnx2sql.graph.symbolic import Shape, as_shape, sql_expr, to_sql
+from onnx2sql.graph.values import Known, Runtime, Value
+
+
+class LoweringProblem(Exception):
+    """Raised by a lowering for an attribute value or input it cannot handle; becomes a NodeProblem."""
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A tensor table as templates use it."""
+
+    name: str  # quoted identifier
+    lead: int  # number of leading index columns (i0 ..)
+    type: str  # SQL element type
+    rank: int  # logical rank (0 for scalars)
+    shape: Shape
+
+
+def lead_count(rank: int) -> int:
+    return max(rank - 1, 0)
+
+
+@dataclass
+class Statement:
+    table: str
+    sql: str
+    comment: str
+    reads: tuple[str, ...]
+
+
+@dataclass
+class WeightTable:
+    table: str
+    array: np.ndarray
+    comment: str
+
+
+class NodeView:
+    """A node with attribute defaults from its ONNX schema and its input values resolved."""
+
+    def __init__(self, node: onnx.NodeProto, index: int, opset: int, version: int, inputs: list[Value | None]):
+        self.node = node
+        self.index = index
+        self.opset = opset
+        self.version = version
+        self.inputs = inputs
+        self._schema = onnx.defs.get_schema(node.op_type, opset, node.domain)
+        self._attrs = {a.name: a for a in node.attribute}
+
+    @property
+    def op_type(self) -> str:
+        return self.node.op_type
+
+    @property
+    def name(self) -> str:
+        return self.node.name or f"#{self.index}"
+
+    def attr(self, name: str, default: object = None) -> object:
+        if name in self._attrs:
+            return onnx.helper.get_attribute_value(self._attrs[name])
+        spec = self._schema.attributes.get(name)
+        if spec is not None and spec.default_value.type != onnx.AttributeProto.UNDEFINED:
+            return onnx.helper.get_attribute_value(spec.default_value)
+        if spec is not None and spec.required:
+            raise LoweringProblem(f"required attribute {name!r} is missing")
+        return default
+
+    def has_attr(self, name: str) -> bool:
+        return name in self._attrs
+
+    def input(self, k: int) -> Value | None:
+        return self.inputs[k] if k < len(self.inputs) else None
+
+    def known_input(self, k: int, what: str) -> Known | None:
+        """An input that must be known at compile time (a shape, axes, a count), or None if absent."""
+        value = self.input(k)
+        if value is None:
+            return None
+        if not isinstance(value, Known):
+            raise LoweringProblem(
+                f"input {k} ({what}, {self.node.input[k]!r}) is computed from data at run time; "
+                "it must be a constant or shape arithmetic"
+            )
+        return value
+
+    @property
+    def output_count(self) -> int:
+        return len(self.node.output)
+
+    def wants_output(self, k: int) -> bool:
+        return k < len(self.node.output) and self.node.output[k] != ""
+
+    def fail(self, reason: str) -> LoweringProblem:
+        return LoweringProblem(reason)
+
+    def problem(self, reason: str) -> NodeProblem:
+        return NodeProblem(self.op_type, self.name, self.opset, reason, self.node.domain)
+
+
+@dataclass
+class LowerContext:
+    """Collects the statements and weight tables a graph lowers to."""
+
+    chunk: int
+    statements: list[Statement] = field(default_factory=list)
+    weights: list[WeightTable] = field(default_factory=list)
+    node_label: str = ""
+    _counter: int = 0
+    _weight_cache: dict[tuple[int, str], Runtime] = field(default_factory=dict)
+
+    def _new_name(self, prefix: str) -> str:
+        self._counter += 1
+        return f"{prefix}{self._counter}"
+
+    def ref(self, value: Value) -> TableRef:
+        """The table of a value; a known value becomes a weight table (numeric) or a statement (symbolic)."""
+        return self.table_ref(self.runtime(value))
+
+    @staticmethod
+    def table_ref(value: Runtime) -> TableRef:
+        return TableRef(quote_ident(value.table), lead_count(value.rank), sql_type(value.dtype), value.rank, value.shape)
+
+    def runtime(self, value: Value) -> Runtime:
+        if isinstance(value, Runtime):
+            return value
+        key = (id(value), "plain")
+        if key not in self._weight_cache:
+            if value.symbolic:
+                self._weight_cache[key] = self.emit(
+                    "shape/materialize.sql.j2", value.dtype, value.shape,
+                    rows=_symbolic_rows(value, self.chunk),
+                )
+            else:
+                self._weight_cache[key] = self.add_weight(value.array.astype(value.dtype), "constant")
+        return self._weight_cache[key]
+
+    def transposed_weight(self, value: Known) -> Runtime:
+        """A weight stored with its last two axes swapped: the layout MatMul wants for B."""
+        key = (id(value), "T")
+        if key not in self._weight_cache:
+            arr = np.swapaxes(value.array.astype(value.dtype), -1, -2)
+            self._weight_cache[key] = self.add_weight(np.ascontiguousarray(arr), "transposed (last two axes swapped)")
+        return self._weight_cache[key]
+
+    def add_weight(self, array: np.ndarray, note: str) -> Runtime:
+        table = self._new_name("w")
+        out = Runtime(table, array.dtype, as_shape(array.shape))
+        self.weights.append(WeightTable(table, array, f"{note}; used by {self.node_label}"))
+        return out
+
+    def emit(self, template: str, dtype: np.dtype, shape: Shape, **params: object) -> Runtime:
+        """Render one statement that creates a new tensor table; returns the tensor."""
+        out = Runtime(self._new_name("t"), np.dtype(dtype), tuple(shape))
+        ref = self.table_ref(out)
+        reads = tuple(sorted({r.name for r in _table_refs(params.values())}))
+        sql = render(template, N=self.chunk, out=ref, sql_dim=to_sql, **params)
+        comment = f"{out.table} <- {self.node_label}: {describe_layout(out, self.chunk)}"
+        self.statements.append(Statement(out.table, sql, comment, reads))
+        return out
+
+
+def describe_layout(value: Runtime, chunk: int) -> str:
+    lead = ", ".join(f"i{k}" for k in range(lead_count(value.rank)))
+    dims = ", ".join(str(d) for d in value.shape)
+    cols = f"({lead + ', ' if lead else ''}c) -> {sql_type(value.dtype)}[<={chunk}]"
+    return comment_text(f"{cols}; shape [{dims}]")
+
+
+def _table_refs(values: Sequence[object]) -> list[TableRef]:
+    found: list[TableRef] = []
+    for v in values:
+        if isinstance(v, TableRef):
+            found.append(v)
+        elif isinstance(v, (list, tuple)):
+            found.extend(_table_refs(v))
+        elif isinstance(v, dict):
+            found.extend(_table_refs(list(v.values())))
+    return found
+
+
+def _symbolic_rows(value: Known, chunk: int) -> list[dict]:
+    """Rows (lead indices, c, rendered elements) of a small known tensor whose entries are symbolic."""
+    arr = value.array.reshape(1) if value.rank == 0 else value.array
+    lead_shape = arr.shape[:-1]
+    rows = []
+    for lead in np.ndindex(*lead_shape):
+        line = arr[lead]
+        for c in range(0, max(len(line), 0), chunk):
+            rows.append({"lead": list(lead), "c": c // chunk, "v": [sql_expr(x) for x in line[c:c + chunk]]})
+    return rows

@@ -1,0 +1,231 @@
+"""Elementwise ops: one SQL expression each, broadcast joins, and compile-time folding.
+
+Each op is a row of a table: its element expression over {0}, {1}, ... and its numpy/sympy
+folding rule for inputs known at compile time (shape arithmetic is mostly these ops).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import onnx
+import onnx.helper
+import sympy
+
+from onnx2sql.graph.values import Known, Runtime, Value, shape_of
+from onnx2sql.ops.broadcast import broadcast_shapes, plan_broadcast
+from onnx2sql.ops.context import LowerContext, LoweringProblem, NodeView
+from onnx2sql.ops.registry import register
+
+FOLD_LIMIT = 1 << 20  # fold known values up to this many elements; larger ones run in SQL
+
+BOOL = np.dtype(np.bool_)
+
+# Element expressions. Float maths runs in DOUBLE where DuckDB promotes, then rounds to the
+# output type once: for + - * / of float32 inputs that gives exactly the IEEE float32 result.
+FLOAT_EXPR: dict[str, str] = {
+    "Add": "{0} + {1}", "Sub": "{0} - {1}", "Mul": "{0} * {1}", "Div": "{0} / {1}",
+    "Pow": "pow({0}, {1})",
+    "Neg": "-{0}", "Abs": "abs({0})", "Sqrt": "sqrt({0})", "Exp": "exp({0})",
+    "Log": "CASE WHEN {0} > 0 THEN ln({0}) WHEN {0} = 0 THEN '-inf'::DOUBLE ELSE 'nan'::DOUBLE END",
+    "Cos": "cos({0})", "Sin": "sin({0})", "Tanh": "tanh({0})", "Reciprocal": "1 / {0}",
+    "Sigmoid": "1 / (1 + exp(-CAST({0} AS DOUBLE)))", "Relu": "greatest({0}, 0)",
+    "Erf": "onnx_erf({0})", "Floor": "floor({0})", "Ceil": "ceil({0})",
+    "IsNaN": "isnan({0})", "IsInf": "isinf({0})",
+    "Softplus": "ln(1 + exp(CAST({0} AS DOUBLE)))",
+}
+INT_EXPR: dict[str, str] = {
+    "Add": "{0} + {1}", "Sub": "{0} - {1}", "Mul": "{0} * {1}", "Div": "{0} // {1}",
+    "Pow": "pow({0}, {1})", "Neg": "-{0}", "Abs": "abs({0})",
+}
+ANY_EXPR: dict[str, str] = {
+    "Equal": "{0} = {1}", "Less": "{0} < {1}", "LessOrEqual": "{0} <= {1}",
+    "Greater": "{0} > {1}", "GreaterOrEqual": "{0} >= {1}",
+    "And": "{0} AND {1}", "Or": "{0} OR {1}", "Xor": "{0} <> {1}", "Not": "NOT {0}",
+    "Where": "CASE WHEN {0} THEN {1} ELSE {2} END",
+}
+COMPARISONS = {"Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "IsNaN", "IsInf"}
+LOGICAL = {"And", "Or", "Xor", "Not"}
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    return np.vectorize(math.erf, otypes=[np.float64])(x)
+
+
+def _int_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # ONNX integer division truncates toward zero (C semantics), numpy's // floors.
+    return np.where((a < 0) != (b < 0), -(np.abs(a) // np.abs(b)), np.abs(a) // np.abs(b))
+
+
+NUMERIC_FOLD: dict[str, Callable[..., np.ndarray]] = {
+    "Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Pow": np.power,
+    "Neg": np.negative, "Abs": np.abs, "Sqrt": np.sqrt, "Exp": np.exp, "Log": np.log,
+    "Cos": np.cos, "Sin": np.sin, "Tanh": np.tanh, "Reciprocal": np.reciprocal,
+    "Sigmoid": lambda x: 1 / (1 + np.exp(-x)), "Relu": lambda x: np.maximum(x, 0),
+    "Erf": _erf, "Floor": np.floor, "Ceil": np.ceil, "IsNaN": np.isnan, "IsInf": np.isinf,
+    "Softplus": lambda x: np.log1p(np.exp(x)),
+    "Equal": np.equal, "Less": np.less, "LessOrEqual": np.less_equal, "Greater": np.greater,
+    "GreaterOrEqual": np.greater_equal, "And": np.logical_and, "Or": np.logical_or,
+    "Xor": np.logical_xor, "Not": np.logical_not, "Where": np.where,
+}
+
+
+def _sym(fn: Callable[..., object]) -> Callable[..., np.ndarray]:
+    return np.vectorize(fn, otypes=[object])
+
+
+# Folding rules for entries that are sympy expressions (shape arithmetic over symbolic dims).
+SYMBOLIC_FOLD: dict[str, Callable[..., np.ndarray]] = {
+    "Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Neg": np.negative,
+    "Div": _sym(lambda a, b: sympy.floor(sympy.sympify(a) / b)),
+    "Abs": _sym(lambda a: sympy.Abs(a)),
+    "Equal": _sym(lambda a, b: sympy.Eq(a, b)), "Less": _sym(lambda a, b: sympy.Lt(a, b)),
+    "LessOrEqual": _sym(lambda a, b: sympy.Le(a, b)), "Greater": _sym(lambda a, b: sympy.Gt(a, b)),
+    "GreaterOrEqual": _sym(lambda a, b: sympy.Ge(a, b)),
+    "And": _sym(lambda a, b: sympy.And(a, b)), "Or": _sym(lambda a, b: sympy.Or(a, b)),
+    "Not": _sym(lambda a: sympy.Not(a)),
+    "Where": _sym(lambda c, a, b: sympy.Piecewise((a, c), (b, True))),
+    "Max": _sym(lambda *xs: sympy.Max(*xs)), "Min": _sym(lambda *xs: sympy.Min(*xs)),
+}
+
+
+def output_dtype(op: str, inputs: list[Value]) -> np.dtype:
+    if op in COMPARISONS or op in LOGICAL:
+        return BOOL
+    return inputs[1].dtype if op == "Where" else inputs[0].dtype
+
+
+def element_expression(op: str, dtypes: list[np.dtype]) -> str:
+    """The SQL template of an op for the given input element types."""
+    if op in ANY_EXPR:
+        return ANY_EXPR[op]
+    if op in ("Max", "Min"):
+        fn = "greatest" if op == "Max" else "least"
+        return fn + "(" + ", ".join(f"{{{k}}}" for k in range(len(dtypes))) + ")"
+    if op in ("Sum", "Mean"):
+        total = " + ".join(f"{{{k}}}" for k in range(len(dtypes)))
+        return total if op == "Sum" else f"({total}) / {len(dtypes)}"
+    table = FLOAT_EXPR if dtypes[0].kind == "f" else INT_EXPR
+    if op not in table:
+        raise LoweringProblem(f"element type {dtypes[0].name} is not supported")
+    return table[op]
+
+
+def fold(op: str, values: list[Known], dtype: np.dtype) -> Known | None:
+    """Compute an op on known inputs now, or None when it must run in SQL."""
+    if any(v.symbolic for v in values):
+        fn = SYMBOLIC_FOLD.get(op)
+        if fn is None or dtype.kind == "f":
+            return None
+        return Known.of(fn(*[v.array for v in values]), dtype)
+    arrays = [v.array for v in values]
+    if op in ("Max", "Min", "Sum", "Mean"):
+        reduce = {"Max": np.maximum, "Min": np.minimum, "Sum": np.add, "Mean": np.add}[op]
+        result = arrays[0]
+        for a in arrays[1:]:
+            result = reduce(result, a)
+        result = result / len(arrays) if op == "Mean" else result
+    elif op == "Div":
+        result = np.divide(*arrays) if dtype.kind == "f" else _int_div(*arrays)
+    elif op in NUMERIC_FOLD:
+        with np.errstate(all="ignore"):
+            result = NUMERIC_FOLD[op](*arrays)
+    else:
+        return None
+    return Known.of(np.asarray(result).astype(dtype), dtype)
+
+
+def emit_elementwise(ctx: LowerContext, op: str, inputs: list[Value], dtype: np.dtype,
+                     expr: str | None = None) -> Runtime:
+    """One statement that applies `expr` (default: the op's) to broadcast inputs."""
+    refs = [ctx.ref(v) for v in inputs]
+    out_shape = broadcast_shapes([shape_of(v) for v in inputs])
+    plan = plan_broadcast(refs, out_shape)
+    template = expr if expr is not None else element_expression(op, [v.dtype for v in inputs])
+    body = template.format(*plan.elements)
+    return ctx.emit(
+        "elementwise/map.sql.j2", dtype, out_shape,
+        inputs=refs, lead=plan.lead, chunk=plan.chunk, driver=plan.driver,
+        expr=body, conditions=plan.conditions,
+    )
+
+
+def apply(ctx: LowerContext, op: str, inputs: list[Value], dtype: np.dtype | None = None) -> Value:
+    """Fold when every input is known and small, otherwise emit SQL."""
+    dtype = np.dtype(dtype) if dtype is not None else output_dtype(op, inputs)
+    if all(isinstance(v, Known) for v in inputs):
+        size = int(np.prod(np.broadcast_shapes(*[v.array.shape for v in inputs])))
+        if size <= FOLD_LIMIT:
+            folded = fold(op, list(inputs), dtype)  # type: ignore[arg-type]
+            if folded is not None:
+                return folded
+    return emit_elementwise(ctx, op, inputs, dtype)
+
+
+@register(["Add", "Sub", "Mul", "Div"], since=7)
+@register(["Pow"], since=7)
+@register(["Equal", "Less", "Greater"], since=7)
+@register(["LessOrEqual", "GreaterOrEqual"], since=12)
+@register(["And", "Or", "Xor"], since=7)
+@register(["Not", "Neg", "Abs", "Sqrt", "Exp", "Log", "Cos", "Sin", "Tanh", "Reciprocal",
+           "Sigmoid", "Relu", "Floor", "Ceil", "Softplus"], since=6)
+@register(["Erf", "IsNaN"], since=9)
+@register(["IsInf"], since=10)
+@register(["Where"], since=9)
+@register(["Max", "Min", "Sum", "Mean"], since=8)
+def lower_elementwise(node: NodeView, ctx: LowerContext) -> list[Value]:
+    inputs = [v for v in node.inputs if v is not None]
+    return [apply(ctx, node.op_type, inputs)]
+
+
+@register("Cast", since=6)
+def lower_cast(node: NodeView, ctx: LowerContext) -> list[Value]:
+    target = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(int(node.attr("to"))))
+    value = node.inputs[0]
+    assert value is not None
+    if node.attr("saturate", 1) != 1 and target.kind == "f" and target.itemsize == 1:
+        raise node.fail("saturate=0 is only defined for float8 types")
+    if isinstance(value, Known):
+        return [_fold_cast(value, target)]
+    return [emit_elementwise(ctx, "Cast", [value], target, expr=cast_expression(value.dtype, target))]
+
+
+def cast_expression(source: np.dtype, target: np.dtype) -> str:
+    from onnx2sql.emit.sql import sql_type
+
+    if target == BOOL:
+        return "{0} <> 0" if source != BOOL else "{0}"
+    if source.kind == "f" and target.kind in "iu":
+        # ONNX truncates toward zero; a plain SQL cast would round.
+        return f"CAST(trunc({{0}}) AS {sql_type(target)})"
+    return f"CAST({{0}} AS {sql_type(target)})"
+
+
+def _fold_cast(value: Known, target: np.dtype) -> Known:
+    if not value.symbolic:
+        return Known.of(value.array.astype(target), target)
+    if target == BOOL:
+        return Known.of(SYMBOLIC_FOLD["Not"](SYMBOLIC_FOLD["Equal"](value.array, 0)), target)
+    return Known.of(value.array, target)
+
+
+@register("Identity", since=1)
+def lower_identity(node: NodeView, ctx: LowerContext) -> list[Value]:
+    return [node.inputs[0]]  # type: ignore[list-item]
+
+
+@register("Gelu", since=20)
+def lower_gelu(node: NodeView, ctx: LowerContext) -> list[Value]:
+    approximate = node.attr("approximate", "none")
+    if isinstance(approximate, bytes):
+        approximate = approximate.decode()
+    value = node.inputs[0]
+    assert value is not None
+    if approximate == "none":
+        expr = "0.5 * {0} * (1 + onnx_erf({0} * 0.7071067811865476))"
+    elif approximate == "tanh":
+        expr = "0.5 * {0} * (1 + tanh(0.7978845608028654 * ({0} + 0.044715 * {0} * {0} * {0})))"
+    else:
+        raise node.fail(f"approximate={approximate!r} is not one of 'none', 'tanh'")
+    return [emit_elementwise(ctx, "Gelu", [ctx.runtime(value)], value.dtype, expr=expr)]

@@ -1,0 +1,124 @@
+"""A DuckDB connection that runs a Program: binds symbolic dims, loads feeds, executes, reads outputs."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Mapping
+
+import duckdb
+import numpy as np
+import sympy
+
+from onnx2sql.emit.program import Program
+from onnx2sql.emit.sql import quote_ident, quote_literal
+from onnx2sql.errors import InputError
+from onnx2sql.graph.symbolic import evaluate
+from onnx2sql.storage.tables import read_table, write_table
+
+META_TABLE = "onnx2sql_meta"
+
+# erf has no DuckDB builtin: Numerical Recipes' erfc Chebyshev fit (fractional error < 1.2e-7).
+_MACROS = [
+    """CREATE OR REPLACE TEMP MACRO onnx_erfc_pos(z) AS (
+        (1.0 / (1.0 + 0.5 * z)) * exp(-z * z - 1.26551223 + (1.0 / (1.0 + 0.5 * z)) * (1.00002368
+        + (1.0 / (1.0 + 0.5 * z)) * (0.37409196 + (1.0 / (1.0 + 0.5 * z)) * (0.09678418
+        + (1.0 / (1.0 + 0.5 * z)) * (-0.18628806 + (1.0 / (1.0 + 0.5 * z)) * (0.27886807
+        + (1.0 / (1.0 + 0.5 * z)) * (-1.13520398 + (1.0 / (1.0 + 0.5 * z)) * (1.48851587
+        + (1.0 / (1.0 + 0.5 * z)) * (-0.82215223 + (1.0 / (1.0 + 0.5 * z)) * 0.17087277)))))))))
+    )""",
+    "CREATE OR REPLACE TEMP MACRO onnx_erf(x) AS sign(x) * (1.0 - onnx_erfc_pos(abs(CAST(x AS DOUBLE))))",
+]
+
+
+def connect(path: str | Path | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(path) if path else ":memory:", read_only=read_only)
+    for macro in _MACROS:
+        con.execute(macro)
+    return con
+
+
+class Session:
+    """Runs one Program on one connection; the weight tables must already be in the database."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, program: Program):
+        self.con = con
+        self.program = program
+        self.trace = os.environ.get("ONNX2SQL_TRACE", "") not in ("", "0")
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        arrays = self._check_feeds(feeds)
+        bindings = self._bind_symbols(arrays)
+        for symbol, value in bindings.items():
+            self.con.execute(f"SET VARIABLE {symbol.name} = {int(value)}")
+        try:
+            for spec in self.program.inputs:
+                write_table(self.con, spec.table, arrays[spec.name], self.program.chunk, temporary=True)
+            for k, sql in enumerate(self.program.executable()):
+                if self.trace:
+                    print(f"-- [{k}]\n{sql}", file=sys.stderr)
+                self.con.execute(sql)
+            return {spec.name: self._read(spec.name, spec.runtime(), bindings) for spec in self.program.outputs}
+        finally:
+            self._drop_temporaries()
+
+    def _read(self, name: str, value, bindings) -> np.ndarray:
+        shape = tuple(evaluate(d, bindings) for d in value.shape)
+        return read_table(self.con, value.table, value.rank, shape, value.dtype)
+
+    def _check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        expected = {spec.name: spec for spec in self.program.inputs}
+        missing = [n for n in expected if n not in feeds]
+        if missing:
+            raise InputError(f"missing feed(s) for graph input(s) {missing}; the model expects {list(expected)}")
+        unknown = [n for n in feeds if n not in expected]
+        if unknown:
+            raise InputError(f"feed(s) {unknown} name no graph input; the model expects {list(expected)}")
+        arrays = {}
+        for name, spec in expected.items():
+            arr = np.asarray(feeds[name])
+            if arr.dtype != np.dtype(spec.dtype):
+                raise InputError(f"input {name!r} must be {spec.dtype}, got {arr.dtype}")
+            if arr.ndim != len(spec.shape):
+                raise InputError(f"input {name!r} must have rank {len(spec.shape)} (shape [{', '.join(spec.shape)}]), "
+                                 f"got shape {list(arr.shape)}")
+            arrays[name] = arr
+        return arrays
+
+    def _bind_symbols(self, arrays: dict[str, np.ndarray]) -> dict[sympy.Symbol, int]:
+        bindings: dict[sympy.Symbol, int] = {}
+        for spec in self.program.inputs:
+            arr = arrays[spec.name]
+            for axis, dim in enumerate(spec.runtime().shape):
+                size = arr.shape[axis]
+                if dim.is_Integer:
+                    if int(dim) != size:
+                        raise InputError(f"input {spec.name!r} axis {axis} must be {int(dim)}, got {size}")
+                elif dim in bindings and bindings[dim] != size:
+                    label = self._label(dim.name)
+                    raise InputError(f"input {spec.name!r} axis {axis} ({label}) is {size}, "
+                                     f"but another input gives {label} = {bindings[dim]}")
+                else:
+                    bindings[dim] = size
+        return bindings
+
+    def _label(self, symbol: str) -> str:
+        return next((s.label for s in self.program.symbols if s.symbol == symbol), symbol)
+
+    def _drop_temporaries(self) -> None:
+        tables = self.con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE temporary AND database_name = 'temp'"
+        ).fetchall()
+        for (table,) in tables:
+            self.con.execute(f"DROP TABLE IF EXISTS temp.main.{quote_ident(table)}")
+
+
+def read_meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
+    row = con.execute(f"SELECT value FROM {META_TABLE} WHERE key = ?", [key]).fetchone()
+    return row[0] if row else None
+
+
+def meta_exists(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(con.execute(
+        f"SELECT count(*) FROM duckdb_tables() WHERE table_name = {quote_literal(META_TABLE)} AND NOT temporary"
+    ).fetchone()[0])
