@@ -79,7 +79,8 @@ def check_causal_lm(config: dict[str, Any], source: str) -> None:
     if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or config.get("is_encoder_decoder"):
         raise InputError(f"{source}: a {model_type!r} model is not a causal (decoder-only) language model")
     try:
-        tasks = TasksManager.get_supported_tasks_for_model_type(model_type, "onnx", library_name="transformers")
+        tasks = TasksManager.get_supported_tasks_for_model_type(
+            model_type, "onnx", library_name="transformers")
     except KeyError:
         tasks = {}
     if EXPORT_TASK not in tasks:
@@ -95,7 +96,6 @@ def load_hf_folder(folder: Path, source: str) -> LoadedModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    check_causal_lm(read_config_json(folder, source), source)
     tokenizer = _load_or_explain(
         lambda: AutoTokenizer.from_pretrained(folder, local_files_only=True),
         f"{source}: the folder has no usable tokenizer (tokenizer.json or tokenizer.model)",

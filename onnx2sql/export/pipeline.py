@@ -21,7 +21,9 @@ from onnx2sql.export.sources import Source, resolve_source
 
 OPSET = 18
 MANIFEST = "onnx2sql_export.json"
-REQUIRED_FILES = ("model.onnx", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json")
+REQUIRED_FILES = (
+    "model.onnx", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+)
 CHECKPOINT_SUBDIR = "hf"
 # Optimum's post-processing (tied-weight dedup) loads the whole model into one protobuf, which
 # cannot exceed 2 GiB; above this size it is skipped and a tied LM head is stored twice.
@@ -40,6 +42,7 @@ def export_model(source: str, out_dir: Path | None = None, force: bool = False) 
         _say(f"reusing the complete export of {resolved.label} in {out_dir} (force / --force redoes it)")
         return out_dir
     require_export_extra()
+    resolved.check()
     started = time.monotonic()
     _say(f"exporting {resolved.label} to {out_dir} ...")
     with _staging_dir(out_dir) as staging:
@@ -105,7 +108,7 @@ def _fill_generation_config(loaded: LoadedModel, label: str) -> None:
     generation, config, tokenizer = loaded.model.generation_config, loaded.model.config, loaded.tokenizer
     for role in ("bos", "eos"):
         attribute = f"{role}_token_id"
-        candidates = (getattr(generation, attribute), getattr(config, attribute), getattr(tokenizer, attribute))
+        candidates = (getattr(holder, attribute) for holder in (generation, config, tokenizer))
         setattr(generation, attribute, next((c for c in candidates if c is not None), None))
     if generation.eos_token_id is None:
         raise InputError(f"{label}: neither the model nor the tokenizer names an end-of-sequence token")
@@ -141,6 +144,7 @@ def _check_replaceable(out_dir: Path, source: Source, force: bool) -> None:
 @contextmanager
 def _staging_dir(out_dir: Path) -> Iterator[Path]:
     """A hidden sibling of out_dir to build in; removed if anything fails (Ctrl-C included)."""
+    parent_existed = out_dir.parent.is_dir()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     path = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     path.chmod(0o755)  # mkdtemp makes it private; the export is an ordinary folder
@@ -148,6 +152,8 @@ def _staging_dir(out_dir: Path) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)  # already renamed away on success
+        if not parent_existed and not any(out_dir.parent.iterdir()):
+            out_dir.parent.rmdir()  # a failed first export leaves no empty models/ behind
 
 
 def _move_into_place(staging: Path, out_dir: Path) -> None:

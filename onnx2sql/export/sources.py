@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from onnx2sql.errors import InputError
-from onnx2sql.export.loaders import LoadedModel, load_gguf, load_hf_folder, read_config_json
+from onnx2sql.export.loaders import LoadedModel, check_causal_lm, load_gguf, load_hf_folder, read_config_json
 from onnx2sql.export.recipes import RECIPE_NAMES, RECIPES
 
 _GGUF_MAGIC = b"GGUF"
@@ -23,6 +23,7 @@ class Source:
     name: str  # default output folder: models/<name>
     label: str  # how messages and the export manifest name it
     load: Callable[[], LoadedModel]
+    check: Callable[[], None] = lambda: None  # checks that need the export extra; run before any work
 
 
 def resolve_source(source: str) -> Source:
@@ -38,9 +39,10 @@ def resolve_source(source: str) -> Source:
 
 
 def _hf_folder_source(folder: Path, source: str) -> Source:
-    read_config_json(folder, source)  # fail now if it is not a checkpoint folder at all
+    config = read_config_json(folder, source)  # fail now if it is not a checkpoint folder at all
     label = str(folder)
-    return Source(folder.name, label, partial(load_hf_folder, folder, label))
+    return Source(folder.name, label, load=partial(load_hf_folder, folder, label),
+                  check=partial(check_causal_lm, config, label))
 
 
 def _gguf_source(path: Path, source: str) -> Source:

@@ -19,9 +19,12 @@ TINY_SPECIAL_TOKENS = (BEGIN_OF_TEXT, END_OF_TEXT, START_HEADER, END_HEADER, END
 
 # The Llama 3 instruct chat format, so the tiny model exercises the chat path too.
 LLAMA3_CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}"
-    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'"
+    " + message['content'] | trim + '<|eot_id|>' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"
 )
 
 # Fixed training text for the tiny byte-level BPE: its merges only need to be deterministic.
@@ -77,7 +80,8 @@ def load_trimmed_tokenizer(folder: Path, vocab_size: int, model_max_length: int)
     spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
     spec["added_tokens"] = [t for t in spec["added_tokens"] if t["id"] < vocab_size]
     config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
-    special = {key: config[key] for key in ("bos_token", "eos_token", "pad_token", "unk_token") if config.get(key)}
+    roles = ("bos_token", "eos_token", "pad_token", "unk_token")
+    special = {role: config[role] for role in roles if config.get(role)}
     return PreTrainedTokenizerFast(
         tokenizer_object=Tokenizer.from_str(json.dumps(spec)),
         clean_up_tokenization_spaces=config.get("clean_up_tokenization_spaces", False),

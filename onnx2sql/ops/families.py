@@ -1,2 +1,10 @@
 """Imports every op-family module so that their lowerings register."""
-from onnx2sql.ops import elementwise  # noqa: F401
+from onnx2sql.ops import (  # noqa: F401
+    elementwise,
+    gather,
+    generators,
+    matmul,
+    normalization,
+    reduce,
+    shape,
+)

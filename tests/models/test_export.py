@@ -30,7 +30,9 @@ def empty_past(session: ort.InferenceSession) -> dict[str, np.ndarray]:
     }
 
 
-def run_step(session: ort.InferenceSession, ids: list[int], past: dict[str, np.ndarray]) -> tuple[np.ndarray, dict]:
+def run_step(
+    session: ort.InferenceSession, ids: list[int], past: dict[str, np.ndarray]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """One forward pass over `ids` after `past`; returns logits and the next past_key_values."""
     past_len = next(iter(past.values())).shape[2]
     total = past_len + len(ids)
@@ -42,7 +44,10 @@ def run_step(session: ort.InferenceSession, ids: list[int], past: dict[str, np.n
     }
     names = [o.name for o in session.get_outputs()]
     results = dict(zip(names, session.run(names, feeds)))
-    next_past = {n.replace("present.", "past_key_values.", 1): v for n, v in results.items() if n.startswith("present.")}
+    next_past = {
+        name.replace("present.", "past_key_values.", 1): value
+        for name, value in results.items() if name.startswith("present.")
+    }
     return results["logits"], next_past
 
 
@@ -123,7 +128,7 @@ def test_export_is_idempotent(tiny_llama3_dir: Path) -> None:
     assert (tiny_llama3_dir / "model.onnx").stat().st_mtime_ns == before
 
 
-def test_force_replaces_an_export_without_leftovers(tmp_path: Path) -> None:
+def test_force_replaces_an_export_without_leftovers(tiny_llama3_dir: Path, tmp_path: Path) -> None:
     out_dir = tmp_path / "tiny"
     export_model("tiny-llama3", out_dir)
     first = (out_dir / "model.onnx").stat().st_mtime_ns
@@ -132,15 +137,15 @@ def test_force_replaces_an_export_without_leftovers(tmp_path: Path) -> None:
     assert (out_dir / "model.onnx").stat().st_mtime_ns != first
     assert not (out_dir / "stale.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]
+    # The recipe is seeded: every export is byte for byte the same.
+    assert (out_dir / "model.onnx").read_bytes() == (tiny_llama3_dir / "model.onnx").read_bytes()
 
 
 def test_hf_folder_source_exports_the_same_model(tiny_llama3_dir: Path, tmp_path: Path) -> None:
     out_dir = export_model(str(tiny_llama3_dir / "hf"), tmp_path / "from-folder")
     prompt = [315, 10, 20, 30]
-    recipe_logits, folder_logits = (
-        run_step(session, prompt, empty_past(session))[0]
-        for session in (ort.InferenceSession(str(folder / "model.onnx")) for folder in (tiny_llama3_dir, out_dir))
-    )
+    sessions = [ort.InferenceSession(str(folder / "model.onnx")) for folder in (tiny_llama3_dir, out_dir)]
+    recipe_logits, folder_logits = (run_step(s, prompt, empty_past(s))[0] for s in sessions)
     np.testing.assert_allclose(folder_logits, recipe_logits, rtol=0, atol=1e-5)
     assert (out_dir / "tokenizer.json").read_text() == (tiny_llama3_dir / "tokenizer.json").read_text()
 

@@ -1,0 +1,85 @@
+"""The installed `onnx2sql` command: help, compile, run, and clear failures."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx.helper as oh
+import onnxruntime as ort
+import pytest
+
+SUBCOMMANDS = ["export", "compile", "run", "generate", "bench"]
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "onnx2sql", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_help_lists_every_subcommand() -> None:
+    result = cli("--help")
+    assert result.returncode == 0
+    for name in SUBCOMMANDS:
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_each_subcommand_has_help(name: str) -> None:
+    result = cli(name, "--help")
+    assert result.returncode == 0, result.stderr
+    assert f"usage: onnx2sql {name}" in result.stdout
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).with_name("onnx2sql")
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "compile" in result.stdout
+
+
+def _softmax_model(path: Path) -> Path:
+    w = np.random.default_rng(1).standard_normal((6, 5)).astype(np.float32)
+    nodes = [oh.make_node("MatMul", ["x", "w"], ["h"]), oh.make_node("Tanh", ["h"], ["y"])]
+    graph = oh.make_graph(nodes, "g", [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 6])],
+                          [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+                          initializer=[onnx.numpy_helper.from_array(w, "w")])
+    onnx.save(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 18)]), path)
+    return path
+
+
+def test_compile_then_run_equals_onnxruntime(tmp_path: Path) -> None:
+    model = _softmax_model(tmp_path / "m.onnx")
+    x = np.random.default_rng(2).standard_normal((3, 6)).astype(np.float32)
+    np.savez(tmp_path / "in.npz", x=x)
+    want = ort.InferenceSession(str(model)).run(None, {"x": x})[0]
+
+    result = cli("compile", str(model), "-o", str(tmp_path / "out"), "-q")
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"model.duckdb", "program.sql", "schema.sql"}
+    for source in [tmp_path / "out", model]:  # a compiled folder, or the .onnx compiled on the fly
+        result = cli("run", str(source), "--inputs", str(tmp_path / "in.npz"), "-o", str(tmp_path / "o.npz"))
+        assert result.returncode == 0, result.stderr
+        np.testing.assert_allclose(np.load(tmp_path / "o.npz")["y"], want, rtol=1e-5, atol=1e-6)
+
+
+def test_run_with_missing_inputs_file_fails_clearly(tmp_path: Path) -> None:
+    model = _softmax_model(tmp_path / "m.onnx")
+    result = cli("run", str(model), "--inputs", str(tmp_path / "none.npz"), "-o", str(tmp_path / "o.npz"))
+    assert result.returncode == 2
+    assert "inputs file" in result.stderr and "none.npz" in result.stderr and "does not exist" in result.stderr
+
+
+def test_run_on_a_folder_that_is_not_compiled(tmp_path: Path) -> None:
+    np.savez(tmp_path / "in.npz", x=np.zeros(1))
+    result = cli("run", str(tmp_path), "--inputs", str(tmp_path / "in.npz"), "-o", str(tmp_path / "o.npz"))
+    assert result.returncode == 2
+    assert "is not a compiled model folder" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["generate", "bench"])
+def test_unbuilt_subcommands_say_so(name: str, tmp_path: Path) -> None:
+    args = [name, str(tmp_path)] + (["--prompt", "hi"] if name == "generate" else [])
+    result = cli(*args)
+    assert result.returncode != 0
+    assert "not built yet" in result.stderr
