@@ -26,6 +26,9 @@ _SQL_TYPES = {
     np.dtype(np.int16): "SMALLINT",
     np.dtype(np.int8): "TINYINT",
     np.dtype(np.uint8): "UTINYINT",
+    np.dtype(np.uint16): "USMALLINT",
+    np.dtype(np.uint32): "UINTEGER",
+    np.dtype(np.uint64): "UBIGINT",
     np.dtype(np.bool_): "BOOLEAN",
 }
 

@@ -9,7 +9,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from onnx2sql.errors import InputError
 
@@ -129,7 +129,7 @@ def load_gguf(path: Path, source: str) -> LoadedModel:
     return LoadedModel(model.eval(), tokenizer)
 
 
-def _load_or_explain(load: Any, message: str) -> Any:
+def _load_or_explain(load: Callable[[], Any], message: str) -> Any:
     """Run a transformers loader; turn its failure into an InputError that names the source."""
     try:
         return load()

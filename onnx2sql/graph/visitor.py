@@ -1,6 +1,8 @@
 """The node-by-node visitor: ONNX graph -> Program (statements + weight tables)."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx
 import onnx.helper
@@ -89,11 +91,12 @@ def _checked_inputs(node: onnx.NodeProto, values: dict[str, Value]) -> list[str]
 
 
 def _graph_inputs(graph: onnx.GraphProto, values: dict[str, Value]) -> tuple[list[TensorSpec], list[SymbolSource]]:
-    specs: list[TensorSpec] = []
+    feeds = [inp for inp in graph.input if inp.name not in values]  # IR < 4 lists initializers as inputs
     sources: list[SymbolSource] = []
-    by_param: dict[str, Dim] = {}
+    by_param = _plain_dim_params(feeds, sources)
+    specs: list[TensorSpec] = []
     for k, inp in enumerate(graph.input):
-        if inp.name in values:  # an initializer listed as an input (IR < 4): keep the initializer
+        if inp.name in values:
             continue
         ttype = inp.type.tensor_type
         if not inp.type.HasField("tensor_type") or not ttype.HasField("shape"):
@@ -105,20 +108,46 @@ def _graph_inputs(graph: onnx.GraphProto, values: dict[str, Value]) -> tuple[lis
         for axis, d in enumerate(ttype.shape.dim):
             if d.HasField("dim_value") and d.dim_value >= 0:
                 dims.append(as_dim(d.dim_value))
-                continue
-            label = d.dim_param or f"{inp.name}[{axis}]"
-            if d.dim_param and d.dim_param in by_param:
+            elif d.dim_param in by_param:
                 dims.append(by_param[d.dim_param])
-                continue
-            sym = make_symbol(len(sources))
-            sources.append(SymbolSource(sym.name, inp.name, axis, label))
-            if d.dim_param:
-                by_param[d.dim_param] = sym
-            dims.append(sym)
+            else:
+                expr = parse_dim_sum(d.dim_param, by_param)
+                if expr is None:  # unnamed, or a formula we do not read: a symbol of its own
+                    expr = make_symbol(len(sources))
+                    sources.append(SymbolSource(expr.name, inp.name, axis, d.dim_param or f"{inp.name}[{axis}]"))
+                dims.append(expr)
         value = Runtime(f"in{k}", dtype, tuple(dims))
         values[inp.name] = value
         specs.append(_spec(inp.name, value))
     return specs, sources
+
+
+def _plain_dim_params(feeds: list[onnx.ValueInfoProto], sources: list[SymbolSource]) -> dict[str, Dim]:
+    """One symbol per dim_param that is a plain name, bound from its first occurrence."""
+    by_param: dict[str, Dim] = {}
+    for inp in feeds:
+        for axis, d in enumerate(inp.type.tensor_type.shape.dim):
+            name = d.dim_param
+            if not d.HasField("dim_value") and _IDENT.fullmatch(name or "") and name not in by_param:
+                sym = make_symbol(len(sources))
+                sources.append(SymbolSource(sym.name, inp.name, axis, name))
+                by_param[name] = sym
+    return by_param
+
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def parse_dim_sum(text: str, by_param: dict[str, Dim]) -> Dim | None:
+    """A dim_param such as 'past_sequence_length + sequence_length' (Optimum writes these) as a sum of
+    known symbols and integers; None for anything else. A small parser: the text is never evaluated."""
+    terms = [t.strip() for t in text.split("+")] if text else []
+    if not terms or not all(t.isdigit() or t in by_param for t in terms):
+        return None
+    total: Dim = as_dim(0)
+    for t in terms:
+        total = total + (as_dim(int(t)) if t.isdigit() else by_param[t])
+    return total
 
 
 def _spec(name: str, value: Runtime) -> TensorSpec:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Mapping
@@ -87,23 +88,25 @@ class Session:
 
     def _bind_symbols(self, arrays: dict[str, np.ndarray]) -> dict[sympy.Symbol, int]:
         bindings: dict[sympy.Symbol, int] = {}
+        for source in self.program.symbols:
+            bindings[sympy.Symbol(source.symbol, integer=True, nonnegative=True)] = \
+                int(arrays[source.input].shape[source.axis])
         for spec in self.program.inputs:
-            arr = arrays[spec.name]
             for axis, dim in enumerate(spec.runtime().shape):
-                size = arr.shape[axis]
-                if dim.is_Integer:
-                    if int(dim) != size:
-                        raise InputError(f"input {spec.name!r} axis {axis} must be {int(dim)}, got {size}")
-                elif dim in bindings and bindings[dim] != size:
-                    label = self._label(dim.name)
-                    raise InputError(f"input {spec.name!r} axis {axis} ({label}) is {size}, "
-                                     f"but another input gives {label} = {bindings[dim]}")
-                else:
-                    bindings[dim] = size
+                size = int(arrays[spec.name].shape[axis])
+                want = evaluate(dim, bindings)
+                if want != size:
+                    described = "" if dim.is_Integer else f"{self._describe(dim)} = "
+                    raise InputError(f"input {spec.name!r} axis {axis} must be {described}{want}, got {size}")
         return bindings
 
-    def _label(self, symbol: str) -> str:
-        return next((s.label for s in self.program.symbols if s.symbol == symbol), symbol)
+    def _describe(self, dim: sympy.Expr) -> str:
+        text = str(dim)
+        if dim.is_Integer:
+            return text
+        for source in self.program.symbols:
+            text = re.sub(rf"\b{source.symbol}\b", source.label, text)
+        return text
 
     def _drop_temporaries(self) -> None:
         tables = self.con.execute(

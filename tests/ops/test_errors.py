@@ -119,7 +119,7 @@ def test_inconsistent_symbolic_dims_are_named() -> None:
          oh.make_tensor_value_info("b", onnx.TensorProto.FLOAT, ["batch", 3])],
         [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])
     model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 18)])
-    with pytest.raises(onnx2sql.InputError, match=r"input 'b' axis 0 \(batch\) is 4, but another input gives batch = 2"):
+    with pytest.raises(onnx2sql.InputError, match=r"input 'b' axis 0 must be batch = 2, got 4"):
         onnx2sql.run(model, {"a": np.ones((2, 3), np.float32), "b": np.ones((4, 3), np.float32)})
 
 
@@ -133,3 +133,17 @@ def test_corrupt_model_file(tmp_path) -> None:
     bad.write_bytes(b"this is not protobuf")
     with pytest.raises(onnx2sql.ModelError, match="cannot read ONNX model"):
         onnx2sql.run(bad, {})
+
+
+def test_dim_formula_of_optimum_inputs_is_checked() -> None:
+    """Optimum names the mask's axis 'past_sequence_length + sequence_length': it is checked as a sum."""
+    graph = oh.make_graph(
+        [oh.make_node("Neg", ["past"], ["y"])], "g",
+        [oh.make_tensor_value_info("past", onnx.TensorProto.FLOAT, ["past_len"]),
+         oh.make_tensor_value_info("cur", onnx.TensorProto.FLOAT, ["seq"]),
+         oh.make_tensor_value_info("mask", onnx.TensorProto.FLOAT, ["past_len + seq"])],
+        [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 18)])
+    feeds = {"past": np.ones(2, np.float32), "cur": np.ones(3, np.float32), "mask": np.ones(4, np.float32)}
+    with pytest.raises(onnx2sql.InputError, match=r"input 'mask' axis 0 must be past_len \+ seq = 5, got 4"):
+        onnx2sql.run(model, feeds)
