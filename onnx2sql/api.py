@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Mapping
 
+import duckdb
 import numpy as np
 import onnx
 from tqdm import tqdm
@@ -42,7 +43,7 @@ def compile(model: str | Path | onnx.ModelProto, out_dir: str | Path, chunk_size
         try:
             _store_weights(con, program, progress)
             con.execute(f"CREATE TABLE {META_TABLE} (key VARCHAR PRIMARY KEY, value VARCHAR)")
-            meta = {"format": FORMAT_VERSION, "program": program.to_json(), "model_sha256": model_digest(proto)}
+            meta = {"format": FORMAT_VERSION, "program": program.to_json(), **fingerprint(model, proto)}
             con.executemany(f"INSERT INTO {META_TABLE} VALUES (?, ?)", list(meta.items()))
             con.execute("CHECKPOINT")
         finally:
@@ -78,16 +79,52 @@ def open_compiled(folder: Path):
     db = folder / DB_FILE
     if not db.is_file():
         raise InputError(f"{str(folder)!r} is not a compiled model folder (no {DB_FILE}); run `onnx2sql compile` first")
-    con = connect(db, read_only=True)
+    return open_compiled_db(db)
+
+
+def open_compiled_db(db: Path, config: dict[str, str] | None = None):
+    """Open a compiled database read-only: its program and a connection that can run it."""
+    try:
+        con = connect(db, read_only=True, config=config)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise InputError(f"database {str(db)!r} is locked by another process: {exc}") from exc
+        raise InputError(f"cannot open database {str(db)!r}: {exc}") from exc
+    except duckdb.Error as exc:
+        raise InputError(f"cannot open database {str(db)!r}: {exc}") from exc
     if not meta_exists(con) or read_meta(con, "format") != FORMAT_VERSION:
         con.close()
         raise InputError(f"{str(db)!r} was not written by this version of onnx2sql compile")
     return con, Program.from_json(read_meta(con, "program") or "")
 
 
-def model_digest(model: onnx.ModelProto) -> str:
-    return hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest() if model.ByteSize() < (1 << 31) \
-        else hashlib.sha256(model.graph.SerializeToString(deterministic=True)[:1 << 20]).hexdigest()
+def fingerprint(model: str | Path | onnx.ModelProto, proto: onnx.ModelProto) -> dict[str, str]:
+    """What identifies the compiled model: the file's SHA-256 (and size and mtime, to skip rehashing)."""
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        stat = path.stat()
+        return {"model_sha256": _file_sha256(path), "model_size": str(stat.st_size),
+                "model_mtime_ns": str(stat.st_mtime_ns)}
+    data = proto.SerializeToString(deterministic=True) if proto.ByteSize() < (1 << 31) else b""
+    return {"model_sha256": hashlib.sha256(data).hexdigest(), "model_size": "", "model_mtime_ns": ""}
+
+
+def check_fingerprint(con, model: Path, db: Path) -> None:
+    """Refuse a database compiled from another model than `model`."""
+    stat = model.stat()
+    if read_meta(con, "model_size") == str(stat.st_size) and read_meta(con, "model_mtime_ns") == str(stat.st_mtime_ns):
+        return
+    if read_meta(con, "model_sha256") != _file_sha256(model):
+        raise InputError(f"database {str(db)!r} was compiled from another model than {str(model)!r}; "
+                         "compile again or pass another --db")
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _store_weights(con, program: Program, progress: bool) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Callable
@@ -34,6 +35,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for name, value in outputs.items():
         print(f"{name}: {value.dtype} {list(value.shape)}")
     return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from onnx2sql.runtime.generate import Generator, Sampling
+
+    sampling = Sampling(args.temperature, args.top_k, args.top_p, args.seed)
+    stream = None if args.json else _write_now
+    with Generator(args.model_dir, db=args.db, memory_limit=args.memory_limit, progress=not args.json) as gen:
+        result = gen.generate(args.prompt, args.max_new_tokens, sampling, chat=args.chat, on_text=stream)
+    if args.json:
+        print(json.dumps(result.as_json(), ensure_ascii=False))
+    else:
+        print()
+        print(f"[{len(result.token_ids)} tokens, finish: {result.finish_reason}; time to first token "
+              f"{result.ttft_s:.2f} s, decode {result.tokens_per_s:.2f} tokens/s]", file=sys.stderr)
+    return 0
+
+
+def _write_now(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def _not_built(what: str) -> Callable[[argparse.Namespace], int]:
@@ -73,9 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("generate", help="generate text with every multiply done in DuckDB")
-    p.add_argument("model_dir", help="an exported model folder")
-    p.add_argument("--prompt", required=True)
-    p.set_defaults(func=_not_built("generate"))
+    p.add_argument("model_dir", help="an exported model folder (model.onnx, config, tokenizer)")
+    p.add_argument("--prompt", required=True, help="the text to continue")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 (the default) is greedy")
+    p.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0: all)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
+    p.add_argument("--seed", type=int, default=None, help="seed of the sampler")
+    p.add_argument("--chat", action="store_true", help="apply the tokenizer's chat template")
+    p.add_argument("--memory-limit", default=None, help="DuckDB memory limit, e.g. 300MB")
+    p.add_argument("--db", default=None, help="compiled database (default MODEL_DIR/sql/model.duckdb)")
+    p.add_argument("--json", action="store_true", help="print one JSON line instead of streaming text")
+    p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("bench", help="benchmark DuckDB against onnxruntime on the same ONNX file")
     p.add_argument("model_dir", help="an exported model folder")

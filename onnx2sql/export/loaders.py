@@ -69,6 +69,7 @@ def read_config_json(folder: Path, source: str) -> dict[str, Any]:
 
 def check_causal_lm(config: dict[str, Any], source: str) -> None:
     """InputError unless the config is a decoder-only causal LM that Optimum exports with a KV cache."""
+    import optimum.exporters.onnx.model_configs  # noqa: F401  (registers the ONNX configs with TasksManager)
     from optimum.exporters.tasks import TasksManager
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 

@@ -77,6 +77,7 @@ def _export_into(source: Source, staging: Path) -> dict[str, Any]:
     if loaded.keep_checkpoint:
         loaded.model.save_pretrained(staging / CHECKPOINT_SUBDIR)
         loaded.tokenizer.save_pretrained(staging / CHECKPOINT_SUBDIR)
+    _make_readable(staging)
     missing = [name for name in REQUIRED_FILES if not (staging / name).is_file()]
     if missing:
         raise ModelError(f"exporting {source.label} did not produce {', '.join(missing)}")
@@ -165,6 +166,13 @@ def _move_into_place(staging: Path, out_dir: Path) -> None:
     staging.rename(out_dir)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _make_readable(folder: Path) -> None:
+    """Some writers (ONNX external data, safetensors) create owner-only files; exports are shared."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            path.chmod(path.stat().st_mode | 0o444)
 
 
 def _list_files(folder: Path) -> dict[str, int]:

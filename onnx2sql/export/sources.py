@@ -23,7 +23,7 @@ class Source:
     name: str  # default output folder: models/<name>
     label: str  # how messages and the export manifest name it
     load: Callable[[], LoadedModel]
-    check: Callable[[], None] = lambda: None  # checks that need the export extra; run before any work
+    check: Callable[[], None] = lambda: None  # checks needing the export extra, run before any work
 
 
 def resolve_source(source: str) -> Source:

@@ -1,1 +1,148 @@
-"""matmul ops (being written)."""
+"""MatMul and Gemm: dot products of chunk lists joined on the chunk of the inner axis K.
+
+Both operands are read as rows of K: A as rows (batch..., m) and B transposed as rows
+(batch..., n), each chunked over K. Then C[..., m, n] = sum over chunks c of
+list_dot_product(A[..., m, c], Bt[..., n, c]). A known B is stored transposed at compile time;
+a computed B is transposed by one statement.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from onnx2sql.emit.sql import literal
+from onnx2sql.errors import ShapeError
+from onnx2sql.graph.symbolic import Dim, Shape, is_one, static_value
+from onnx2sql.graph.values import Known, Runtime, Value, shape_of
+from onnx2sql.ops.broadcast import broadcast_shapes
+from onnx2sql.ops.context import LowerContext, NodeView, TableRef
+from onnx2sql.ops.elementwise import emit_elementwise
+from onnx2sql.ops.reduce import foldable, input_value
+from onnx2sql.ops.registry import register
+from onnx2sql.ops.shape import Remap, emit_remap
+
+
+@dataclass(frozen=True)
+class Operand:
+    """A matrix operand and whether its last two axes must be swapped to make rows of K."""
+
+    value: Value
+    swap: bool
+
+    def rows(self, ctx: LowerContext) -> TableRef:
+        return ctx.table_ref(swap_last_axes(ctx, self.value) if self.swap else ctx.runtime(self.value))
+
+
+def swap_last_axes(ctx: LowerContext, value: Value) -> Runtime:
+    """The value with its last two axes swapped: a known one at compile time, else one statement."""
+    if isinstance(value, Known) and not value.symbolic:
+        return ctx.transposed_weight(value)
+    shape = shape_of(value)
+    perm = list(range(len(shape) - 2)) + [len(shape) - 1, len(shape) - 2]
+    return emit_remap(ctx, value, tuple(shape[p] for p in perm), Remap([f"i{p}" for p in perm], elements=True))
+
+
+def check_inner(k_a: Dim, k_b: Dim) -> None:
+    a, b = static_value(k_a), static_value(k_b)
+    if a is not None and b is not None and a != b:
+        raise ShapeError(f"inner dimensions {a} and {b} of a matrix product differ")
+
+
+def product(ctx: LowerContext, a: Operand, bt: Operand, k: Dim, out_shape: Shape, dtype: np.dtype) -> Value:
+    """A @ B for A as rows of K (rank >= 1) and B transposed as rows of K (rank >= 1)."""
+    if static_value(k) == 0:
+        return _zeros(out_shape, dtype)
+    a_ref, bt_ref = a.rows(ctx), bt.rows(ctx)
+    batch = out_shape[:len(out_shape) - (a_ref.rank >= 2) - (bt_ref.rank >= 2)]
+    lead, conditions = _batch_join(a_ref, bt_ref, batch)
+    lead += [f"{alias}.i{t.rank - 2}" for alias, t in (("a", a_ref), ("b", bt_ref)) if t.rank >= 2]
+    return ctx.emit(
+        "matmul/product.sql.j2", dtype, out_shape,
+        a=a_ref, bt=bt_ref, lead=lead, group=[e for e in lead if e != "0"],
+        conditions=["a.c = b.c"] + conditions,
+    )
+
+
+def _batch_join(a: TableRef, bt: TableRef, batch: Shape) -> tuple[list[str], list[str]]:
+    """Source column of each output batch axis and the join conditions of broadcast batch axes.
+    An axis of size 1 (or absent) in one operand repeats that operand: it joins on nothing."""
+    lead: list[str] = []
+    conditions: list[str] = []
+    for j in range(len(batch)):
+        owners = []
+        for alias, t in (("a", a), ("b", bt)):
+            axis = j - len(batch) + t.rank - 2
+            if axis >= 0 and not is_one(t.shape[axis]):
+                owners.append(f"{alias}.i{axis}")
+        lead.append(owners[0] if owners else "0")
+        conditions += [f"{o} = {owners[0]}" for o in owners[1:]]
+    return lead, conditions
+
+
+def _zeros(shape: Shape, dtype: np.dtype) -> Known:
+    dims = [static_value(d) for d in shape]
+    if any(d is None for d in dims):
+        raise ShapeError("a matrix product over an empty inner axis needs a static output shape")
+    return Known.of(np.zeros(dims, dtype=dtype), dtype)
+
+
+# ---------------------------------------------------------------- MatMul
+
+def matmul_shape(a: Shape, b: Shape) -> Shape:
+    """numpy.matmul's output shape: 1-D operands lose their m (A) or n (B) axis."""
+    if not a or not b:
+        raise ShapeError("MatMul operands must have rank >= 1")
+    check_inner(a[-1], b[-2] if len(b) >= 2 else b[0])
+    batch = broadcast_shapes([a[:-2], b[:-2]])
+    return batch + a[-2:-1] + (b[-1:] if len(b) >= 2 else ())
+
+
+@register("MatMul", since=9)
+def lower_matmul(node: NodeView, ctx: LowerContext) -> list[Value]:
+    a, b = input_value(node, 0), input_value(node, 1)
+    out_shape = matmul_shape(shape_of(a), shape_of(b))
+    arrays = foldable([a, b], out_shape)
+    if arrays is not None:
+        return [Known.of(np.matmul(*arrays), a.dtype)]
+    return [product(ctx, Operand(a, swap=False), Operand(b, swap=b.rank >= 2), shape_of(a)[-1], out_shape,
+                    a.dtype)]
+
+
+# ---------------------------------------------------------------- Gemm
+
+@register("Gemm", since=11)
+def lower_gemm(node: NodeView, ctx: LowerContext) -> list[Value]:
+    a, b, c = input_value(node, 0), input_value(node, 1), node.input(2)
+    if a.rank != 2 or b.rank != 2:
+        raise node.fail(f"A and B must be matrices, got ranks {a.rank} and {b.rank}")
+    trans_a, trans_b = bool(node.attr("transA", 0)), bool(node.attr("transB", 0))
+    alpha, beta = float(node.attr("alpha", 1.0)), float(node.attr("beta", 1.0))
+    m, k = shape_of(a)[::-1] if trans_a else shape_of(a)
+    k_b, n = shape_of(b)[::-1] if trans_b else shape_of(b)
+    check_inner(k, k_b)
+    if beta == 0:
+        c = None  # beta * C vanishes, even where C holds inf or nan (onnxruntime skips it too)
+    arrays = foldable([a, b, c], (m, n))
+    if arrays is not None:
+        return [Known.of(_fold_gemm(*arrays, trans_a, trans_b, alpha, beta), a.dtype)]
+    # Rows of K: A as stored unless transposed; B's transpose is B itself when transB is set.
+    y = product(ctx, Operand(a, swap=trans_a), Operand(b, swap=not trans_b), k, (m, n), a.dtype)
+    return [_scale_and_bias(ctx, y, c, alpha, beta, a.dtype)]
+
+
+def _scale_and_bias(ctx: LowerContext, y: Value, c: Value | None, alpha: float, beta: float,
+                    dtype: np.dtype) -> Value:
+    """alpha * y + beta * C, C broadcast to y's shape; y itself when there is nothing to do."""
+    if c is None and alpha == 1:
+        return y
+    expr = "{0}" if alpha == 1 else f"{{0}} * {literal(alpha, dtype)}"
+    if c is not None:
+        expr += " + {1}" if beta == 1 else f" + {{1}} * {literal(beta, dtype)}"
+    return emit_elementwise(ctx, "Gemm", [y] + ([c] if c is not None else []), dtype, expr=expr)
+
+
+def _fold_gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray | None, trans_a: bool, trans_b: bool,
+               alpha: float, beta: float) -> np.ndarray:
+    y = alpha * ((a.T if trans_a else a) @ (b.T if trans_b else b))
+    return y + beta * c if c is not None else y

@@ -32,8 +32,11 @@ _MACROS = [
 ]
 
 
-def connect(path: str | Path | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(str(path) if path else ":memory:", read_only=read_only)
+def connect(path: str | Path | None = None, read_only: bool = False,
+            config: dict[str, str] | None = None) -> duckdb.DuckDBPyConnection:
+    # Settings such as memory_limit go in at connect time: lowering a limit later fails once
+    # DuckDB already holds more than the new limit.
+    con = duckdb.connect(str(path) if path else ":memory:", read_only=read_only, config=config or {})
     for macro in _MACROS:
         con.execute(macro)
     return con
@@ -46,24 +49,42 @@ class Session:
         self.con = con
         self.program = program
         self.trace = os.environ.get("ONNX2SQL_TRACE", "") not in ("", "0")
+        self.bindings: dict[sympy.Symbol, int] = {}
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One run: feeds in, every graph output out; temporary tables are dropped afterwards."""
         arrays = self._check_feeds(feeds)
+        try:
+            bindings = self.bind(arrays)
+            self.load_inputs(arrays)
+            self.execute()
+            return {spec.name: self.read(spec.name, bindings) for spec in self.program.outputs}
+        finally:
+            self.drop_temporaries()
+
+    def bind(self, arrays: Mapping[str, np.ndarray]) -> dict[sympy.Symbol, int]:
+        """Set the symbol variables from the feeds' shapes (only shapes are read: broadcast views do)."""
         bindings = self._bind_symbols(arrays)
+        self.bindings = bindings
         for symbol, value in bindings.items():
             self.con.execute(f"SET VARIABLE {symbol.name} = {int(value)}")
-        try:
-            for spec in self.program.inputs:
-                write_table(self.con, spec.table, arrays[spec.name], self.program.chunk, temporary=True)
-            for k, sql in enumerate(self.program.executable()):
-                if self.trace:
-                    print(f"-- [{k}]\n{sql}", file=sys.stderr)
-                self.con.execute(sql)
-            return {spec.name: self._read(spec.name, spec.runtime(), bindings) for spec in self.program.outputs}
-        finally:
-            self._drop_temporaries()
+        return bindings
 
-    def _read(self, name: str, value, bindings) -> np.ndarray:
+    def load_inputs(self, arrays: Mapping[str, np.ndarray], skip: frozenset[str] = frozenset()) -> None:
+        for spec in self.program.inputs:
+            if spec.name not in skip:
+                write_table(self.con, spec.table, np.ascontiguousarray(arrays[spec.name]), self.program.chunk,
+                            temporary=True)
+
+    def execute(self) -> None:
+        for k, sql in enumerate(self.program.executable()):
+            if self.trace:
+                print(f"-- [{k}]\n{sql}", file=sys.stderr)
+            self.con.execute(sql)
+
+    def read(self, output: str, bindings: Mapping[sympy.Symbol, int]) -> np.ndarray:
+        spec = next(s for s in self.program.outputs if s.name == output)
+        value = spec.runtime()
         shape = tuple(evaluate(d, bindings) for d in value.shape)
         return read_table(self.con, value.table, value.rank, shape, value.dtype)
 
@@ -108,7 +129,7 @@ class Session:
             text = re.sub(rf"\b{source.symbol}\b", source.label, text)
         return text
 
-    def _drop_temporaries(self) -> None:
+    def drop_temporaries(self) -> None:
         tables = self.con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE temporary AND database_name = 'temp'"
         ).fetchall()

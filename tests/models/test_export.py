@@ -16,6 +16,7 @@ from onnx2sql.errors import InputError
 from onnx2sql.export import export_model, is_complete_export
 
 ONNX_SIZE_LIMIT = 1_000_000  # tiny-llama3's model.onnx plus any external data
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def onnx_files(folder: Path) -> list[Path]:
@@ -54,10 +55,11 @@ def run_step(
 def greedy_continuation(session: ort.InferenceSession, prompt_ids: list[int], steps: int) -> list[int]:
     logits, past = run_step(session, prompt_ids, empty_past(session))
     generated: list[int] = []
-    for _ in range(steps):
+    while True:
         generated.append(int(logits[0, -1].argmax()))
+        if len(generated) == steps:
+            return generated
         logits, past = run_step(session, generated[-1:], past)
-    return generated
 
 
 # --- tiny-llama3 ---------------------------------------------------------------------------------
@@ -142,7 +144,12 @@ def test_force_replaces_an_export_without_leftovers(tiny_llama3_dir: Path, tmp_p
 
 
 def test_hf_folder_source_exports_the_same_model(tiny_llama3_dir: Path, tmp_path: Path) -> None:
-    out_dir = export_model(str(tiny_llama3_dir / "hf"), tmp_path / "from-folder")
+    # A fresh process, through the command line: nothing is pre-imported or pre-registered.
+    command = [sys.executable, "-m", "onnx2sql", "export", "--model", str(tiny_llama3_dir / "hf"),
+               "-o", str(tmp_path / "from-folder")]
+    finished = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
+    assert finished.returncode == 0, finished.stderr
+    out_dir = Path(finished.stdout.strip())
     prompt = [315, 10, 20, 30]
     sessions = [ort.InferenceSession(str(folder / "model.onnx")) for folder in (tiny_llama3_dir, out_dir)]
     recipe_logits, folder_logits = (run_step(s, prompt, empty_past(s))[0] for s in sessions)
@@ -231,4 +238,4 @@ def test_importing_export_does_not_import_torch() -> None:
     code = ("import sys, onnx2sql, onnx2sql.export; "
             "heavy = [m for m in ('torch', 'transformers', 'optimum') if m in sys.modules]; "
             "assert not heavy, heavy")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)

@@ -1,0 +1,242 @@
+"""Text generation inside DuckDB: prefill and decode run the compiled program; the KV cache stays
+in tables (present.* is renamed into past_key_values.* between steps); the next token is chosen
+by SQL. Only token ids cross into Python."""
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import duckdb
+import numpy as np
+
+from onnx2sql.emit.program import Program
+from onnx2sql.emit.sql import quote_ident, render
+from onnx2sql.errors import InputError
+from onnx2sql.ops.context import LowerContext
+from onnx2sql.runtime.session import Session
+from onnx2sql.runtime.text import ModelFolder
+
+PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 0.0  # 0: greedy
+    top_k: int = 0  # 0: no limit
+    top_p: float = 1.0
+    seed: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0
+
+    def check(self) -> None:
+        if self.temperature < 0:
+            raise InputError(f"--temperature must be >= 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise InputError(f"--top-k must be >= 0, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise InputError(f"--top-p must be in (0, 1], got {self.top_p}")
+
+
+@dataclass
+class Generation:
+    prompt_ids: list[int]
+    token_ids: list[int] = field(default_factory=list)
+    text: str = ""
+    ttft_s: float = 0.0
+    tokens_per_s: float = 0.0
+    finish_reason: str = "length"
+
+    def as_json(self) -> dict:
+        return {"prompt_ids": self.prompt_ids, "token_ids": self.token_ids, "text": self.text,
+                "ttft_s": self.ttft_s, "tokens_per_s": self.tokens_per_s, "finish_reason": self.finish_reason}
+
+
+def default_db(model_dir: Path) -> Path:
+    return model_dir / "sql" / "model.duckdb"
+
+
+class Generator:
+    """A model folder plus its compiled database, ready to generate."""
+
+    def __init__(self, model_dir: str | Path, db: str | Path | None = None, memory_limit: str | None = None,
+                 progress: bool = True):
+        self.folder = ModelFolder.open(model_dir)
+        self.db_path = Path(db) if db else default_db(self.folder.path)
+        if not self.db_path.exists():
+            compile_database(self.folder.path / "model.onnx", self.db_path, progress,
+                             own_folder=self.db_path == default_db(self.folder.path))
+        self.spill_dir = Path(tempfile.mkdtemp(prefix="onnx2sql-spill-"))
+        config = {"temp_directory": str(self.spill_dir)}
+        if memory_limit:
+            config["memory_limit"] = checked_size(memory_limit)
+        self.con, self.program = open_database(self.db_path, self.folder.path / "model.onnx", config)
+        self.session = Session(self.con, self.program)
+        self.pairs = _present_to_past(self.program)
+        logits = next((o for o in self.program.outputs if o.name == "logits"), None)
+        if logits is None:
+            raise InputError(f"{str(self.folder.path)!r}: the model has no 'logits' output")
+        ref = LowerContext.table_ref(logits.runtime())
+        self.greedy_sql = render("generate/greedy.sql.j2", N=self.program.chunk, logits=ref)
+        self.sample_sql = render("generate/sample.sql.j2", N=self.program.chunk, logits=ref)
+
+    def close(self) -> None:
+        self.con.close()
+        shutil.rmtree(self.spill_dir, ignore_errors=True)
+
+    def __enter__(self) -> "Generator":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def generate(self, prompt: str, max_new_tokens: int = 32, sampling: Sampling = Sampling(), chat: bool = False,
+                 on_text: Callable[[str], None] | None = None) -> Generation:
+        if not prompt:
+            raise InputError("the prompt is empty")
+        ids = self.folder.encode(prompt, chat=chat)
+        if not ids:
+            raise InputError("the prompt encodes to no tokens")
+        return self.generate_ids(ids, max_new_tokens, sampling, on_text)
+
+    def generate_ids(self, prompt_ids: list[int], max_new_tokens: int, sampling: Sampling = Sampling(),
+                     on_text: Callable[[str], None] | None = None,
+                     on_logits: Callable[[np.ndarray], None] | None = None) -> Generation:
+        """Generate from token ids. `on_logits`, for checking, receives each step's last logits row
+        read back from the database (the loop itself never reads logits into Python)."""
+        sampling.check()
+        if max_new_tokens < 1:
+            raise InputError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
+        limit = self.folder.context_length
+        if len(prompt_ids) + max_new_tokens > limit:
+            raise InputError(f"prompt ({len(prompt_ids)} tokens) plus {max_new_tokens} new tokens exceeds the "
+                             f"model's context of {limit} tokens")
+        result = Generation(list(prompt_ids))
+        rng = np.random.default_rng(sampling.seed)
+        start = time.perf_counter()
+        decode_start = start
+        shown = ""
+        step_ids, past = list(prompt_ids), 0
+        try:
+            for step in range(max_new_tokens):
+                self._run_step(step_ids, past, first=step == 0)
+                if on_logits is not None:
+                    on_logits(self._last_logits(len(step_ids)))
+                token = self._choose(len(step_ids) - 1, sampling, rng)
+                result.token_ids.append(token)
+                if step == 0:
+                    result.ttft_s = time.perf_counter() - start
+                    decode_start = time.perf_counter()
+                if on_text is not None:
+                    text = self.folder.decode(result.token_ids)
+                    on_text(text[len(shown):])
+                    shown = text
+                if token in self.folder.eos_ids:
+                    result.finish_reason = "eos"
+                    break
+                self._promote_presents()
+                past, step_ids = past + len(step_ids), [token]
+        finally:
+            self.session.drop_temporaries()
+        decoded = len(result.token_ids) - 1
+        elapsed = time.perf_counter() - decode_start
+        result.tokens_per_s = decoded / elapsed if decoded > 0 and elapsed > 0 else 0.0
+        result.text = self.folder.decode(result.token_ids)
+        return result
+
+    def _run_step(self, ids: list[int], past: int, first: bool) -> None:
+        n = len(ids)
+        arrays: dict[str, np.ndarray] = {
+            "input_ids": np.array([ids], dtype=np.int64),
+            "attention_mask": np.ones((1, past + n), dtype=np.int64),
+            "position_ids": np.arange(past, past + n, dtype=np.int64)[None, :],
+        }
+        for spec in self.program.inputs:
+            if spec.name.startswith(PAST_PREFIX):
+                # Only the shape is read: the cache itself is already in its table.
+                heads, head_dim = int(spec.shape[1]), int(spec.shape[3])
+                arrays[spec.name] = np.broadcast_to(np.float32(0), (1, heads, past, head_dim))
+        self.session.bind(arrays)
+        past_names = frozenset(self.pairs.values())
+        self.session.load_inputs(arrays, skip=frozenset() if first else past_names)
+        self.session.execute()
+
+    def _last_logits(self, seq: int) -> np.ndarray:
+        logits = self.session.read("logits", self.session.bindings)
+        return logits[0, seq - 1]
+
+    def _choose(self, position: int, sampling: Sampling, rng: np.random.Generator) -> int:
+        if sampling.greedy:
+            row = self.con.execute(self.greedy_sql, {"pos": position}).fetchone()
+        else:
+            row = self.con.execute(self.sample_sql, {
+                "pos": position, "temperature": float(sampling.temperature), "top_k": int(sampling.top_k),
+                "top_p": float(sampling.top_p), "u": float(rng.random()),
+            }).fetchone()
+        return int(row[0])
+
+    def _promote_presents(self) -> None:
+        """present.* tables become the next step's past_key_values.* tables, renamed in place."""
+        tables = {s.name: s.table for s in self.program.inputs} | {s.name: s.table for s in self.program.outputs}
+        for present, past in self.pairs.items():
+            self.con.execute(f"DROP TABLE IF EXISTS temp.main.{quote_ident(tables[past])}")
+            self.con.execute(f"ALTER TABLE temp.main.{quote_ident(tables[present])} RENAME TO {quote_ident(tables[past])}")
+
+
+def _present_to_past(program: Program) -> dict[str, str]:
+    inputs = {s.name for s in program.inputs}
+    for required in ("input_ids", "attention_mask", "position_ids"):
+        if required not in inputs:
+            raise InputError(f"the model has no {required!r} input: is it an Optimum text-generation-with-past export?")
+    pairs = {}
+    for out in program.outputs:
+        if out.name.startswith(PRESENT_PREFIX):
+            past = PAST_PREFIX + out.name[len(PRESENT_PREFIX):]
+            if past not in inputs:
+                raise InputError(f"output {out.name!r} has no matching input {past!r}")
+            pairs[out.name] = past
+    return pairs
+
+
+def compile_database(model: Path, db_path: Path, progress: bool, own_folder: bool) -> None:
+    """Compile into the model's sql/ folder, or next to a user's --db path and move it into place."""
+    from onnx2sql.api import DB_FILE, compile as compile_model
+
+    if own_folder:
+        compile_model(model, db_path.parent, progress=progress)
+        return
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{db_path.name}.", dir=db_path.parent))
+    try:
+        compile_model(model, staging / "out", progress=progress)
+        (staging / "out" / "program.sql").rename(db_path.with_suffix(".program.sql"))
+        (staging / "out" / DB_FILE).rename(db_path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+_SIZE = re.compile(r"\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", re.IGNORECASE)
+
+
+def checked_size(text: str) -> str:
+    if not _SIZE.fullmatch(text):
+        raise InputError(f"--memory-limit {text!r} is not a size such as 300MB or 2GiB")
+    return text.strip()
+
+
+def open_database(db_path: Path, model: Path, config: dict[str, str]):
+    from onnx2sql.api import check_fingerprint, open_compiled_db
+
+    con, program = open_compiled_db(db_path, config)
+    try:
+        check_fingerprint(con, model, db_path)
+    except BaseException:
+        con.close()
+        raise
+    return con, program

@@ -1,0 +1,45 @@
+"""Feeds for an Optimum text-generation-with-past export, and an onnxruntime reference run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+
+def past_specs(model_path: Path) -> list[tuple[str, int, int]]:
+    """(name, kv_heads, head_dim) of every past_key_values.* input."""
+    model = onnx.load(str(model_path), load_external_data=False)
+    specs = []
+    for inp in model.graph.input:
+        if inp.name.startswith("past_key_values."):
+            dims = inp.type.tensor_type.shape.dim
+            specs.append((inp.name, dims[1].dim_value, dims[3].dim_value))
+    return specs
+
+
+def feeds(model_path: Path, input_ids: np.ndarray, mask: np.ndarray | None = None,
+          past: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Feeds for a step: left-padding aware position ids (as transformers computes them)."""
+    batch, seq = input_ids.shape
+    past_len = next(iter(past.values())).shape[2] if past else 0
+    if mask is None:
+        mask = np.ones((batch, past_len + seq), dtype=np.int64)
+    positions = np.cumsum(mask, axis=1) - 1
+    positions[mask == 0] = 1
+    out = {"input_ids": input_ids.astype(np.int64), "attention_mask": mask.astype(np.int64),
+           "position_ids": positions[:, -seq:].astype(np.int64)}
+    for name, heads, head_dim in past_specs(model_path):
+        out[name] = past[name] if past else np.zeros((batch, heads, 0, head_dim), dtype=np.float32)
+    return out
+
+
+def presents_as_past(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k.replace("present.", "past_key_values."): v for k, v in outputs.items() if k.startswith("present.")}
+
+
+def ort_outputs(model_path: Path, step_feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, step_feeds)))
