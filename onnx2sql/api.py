@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from onnx2sql.emit.program import Program
 from onnx2sql.emit.sql import comment_text, quote_ident
-from onnx2sql.errors import InputError, ModelError
+from onnx2sql.errors import InputError, ModelError, UnsupportedOpError
 from onnx2sql.graph.load import load_model
 from onnx2sql.graph.visitor import DEFAULT_CHUNK, lower_model
 from onnx2sql.ops.context import describe_layout
@@ -66,13 +66,36 @@ def run(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray],
     if isinstance(model, (str, Path)) and Path(model).is_dir():
         con, program = open_compiled(Path(model))
     else:
-        program = lower_model(load_model(model), chunk_size or DEFAULT_CHUNK)
+        program, feeds = _lower_for_feeds(load_model(model), chunk_size or DEFAULT_CHUNK, feeds)
         con = connect()
         _store_weights(con, program, progress=False)
     try:
         return Session(con, program).run(feeds)
     finally:
         con.close()
+
+
+SPECIALISE_LIMIT = 4096  # elements of an integer input that run() may bake into the program
+
+
+def _lower_for_feeds(proto: onnx.ModelProto, chunk: int, feeds: Mapping[str, np.ndarray]):
+    """Lower a model for one run. A graph that computes shapes, axes or counts from its inputs
+    cannot be compiled once for all values; here the values are at hand, so the program is
+    specialised to the small integer (or scalar) inputs and run on the rest."""
+    try:
+        return lower_model(proto, chunk), feeds
+    except UnsupportedOpError as exc:
+        if not all(p.data_dependent for p in exc.problems):
+            raise
+        constants = {name: np.asarray(value) for name, value in feeds.items() if _shape_like(np.asarray(value))}
+        if not constants:
+            raise
+        rest = {name: value for name, value in feeds.items() if name not in constants}
+        return lower_model(proto, chunk, constants), rest
+
+
+def _shape_like(value: np.ndarray) -> bool:
+    return value.size <= 1 or (value.dtype.kind in "iub" and value.size <= SPECIALISE_LIMIT)
 
 
 def open_compiled(folder: Path):

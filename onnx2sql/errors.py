@@ -17,6 +17,8 @@ class NodeProblem:
     opset: int
     reason: str
     domain: str = ""
+    # True when the only trouble is a shape-like input computed from data (see onnx2sql.run).
+    data_dependent: bool = False
 
     def describe(self) -> str:
         op = f"{self.domain}::{self.op_type}" if self.domain else self.op_type

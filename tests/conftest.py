@@ -35,3 +35,13 @@ def tiny_llama3_dir() -> Path:
 def smollm2_dir() -> Path:
     """models/smollm2-135m: SmolLM2-135M-Instruct (fp32, 539 MB model.onnx); ~1 min the first time."""
     return export_or_skip("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def smollm2_compiled(smollm2_dir: Path) -> Path:
+    """models/smollm2-135m/sql: the compiled database `make compile` writes, compiled once if missing
+    or stale (generation uses the same database)."""
+    from onnx2sql.runtime.generate import Generator
+
+    Generator(smollm2_dir, progress=False).close()  # compiles MODEL_DIR/sql when needed
+    return smollm2_dir / "sql"

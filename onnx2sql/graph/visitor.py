@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from typing import Mapping
 
 import numpy as np
 import onnx
@@ -13,14 +14,17 @@ from onnx2sql.errors import ModelError, NodeProblem, Onnx2SqlError, UnsupportedO
 from onnx2sql.graph.load import initializer_array, model_opsets
 from onnx2sql.graph.symbolic import Dim, as_dim, dim_to_text, make_symbol
 from onnx2sql.graph.values import Known, Runtime, Value
-from onnx2sql.ops.context import LowerContext, LoweringProblem, NodeView
+from onnx2sql.ops.context import DataDependentInput, LowerContext, LoweringProblem, NodeView
 from onnx2sql.ops.registry import find_lowering, op_version
 
 DEFAULT_CHUNK = 64
 
 
-def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK) -> Program:
-    """Lower a whole model, or raise UnsupportedOpError naming every node that cannot be lowered."""
+def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK,
+                constants: Mapping[str, np.ndarray] | None = None) -> Program:
+    """Lower a whole model, or raise UnsupportedOpError naming every node that cannot be lowered.
+
+    `constants` fixes the values of some graph inputs: the program is specialised to them."""
     if chunk < 1:
         raise ModelError(f"chunk size must be at least 1, got {chunk}")
     graph = model.graph
@@ -33,6 +37,8 @@ def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK) -> Program:
     for init in graph.initializer:
         arr = initializer_array(init)
         values[init.name] = Known.of(arr, arr.dtype)
+    for name, array in (constants or {}).items():
+        values[name] = Known.of(np.asarray(array), np.asarray(array).dtype)
     inputs, symbols = _graph_inputs(graph, values)
     failed: set[str] = set()
     for index, node in enumerate(graph.node):
@@ -46,7 +52,7 @@ def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK) -> Program:
         try:
             outputs = find_lowering(node.op_type, opset, node.domain)(view, ctx)  # type: ignore[misc]
         except (LoweringProblem, NotImplementedError, Onnx2SqlError) as exc:
-            problems.append(view.problem(str(exc)))
+            problems.append(view.problem(str(exc), isinstance(exc, DataDependentInput)))
             failed.update(node.output)
             continue
         for name, value in zip(node.output, outputs):

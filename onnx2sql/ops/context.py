@@ -20,6 +20,10 @@ class LoweringProblem(Exception):
     """Raised by a lowering for an attribute value or input it cannot handle; becomes a NodeProblem."""
 
 
+class DataDependentInput(LoweringProblem):
+    """A shape, axes or count input that is computed from data rather than known at compile time."""
+
+
 @dataclass(frozen=True)
 class TableRef:
     """A tensor table as templates use it."""
@@ -92,7 +96,7 @@ class NodeView:
         if value is None:
             return None
         if not isinstance(value, Known):
-            raise LoweringProblem(
+            raise DataDependentInput(
                 f"input {k} ({what}, {self.node.input[k]!r}) is computed from data at run time; "
                 "it must be a constant or shape arithmetic"
             )
@@ -108,8 +112,8 @@ class NodeView:
     def fail(self, reason: str) -> LoweringProblem:
         return LoweringProblem(reason)
 
-    def problem(self, reason: str) -> NodeProblem:
-        return NodeProblem(self.op_type, self.name, self.opset, reason, self.node.domain)
+    def problem(self, reason: str, data_dependent: bool = False) -> NodeProblem:
+        return NodeProblem(self.op_type, self.name, self.opset, reason, self.node.domain, data_dependent)
 
 
 @dataclass

@@ -168,8 +168,9 @@ def apply(ctx: LowerContext, op: str, inputs: list[Value], dtype: np.dtype | Non
 @register(["Equal", "Less", "Greater"], since=7)
 @register(["LessOrEqual", "GreaterOrEqual"], since=12)
 @register(["And", "Or", "Xor"], since=7)
-@register(["Not", "Neg", "Abs", "Sqrt", "Exp", "Log", "Cos", "Sin", "Tanh", "Reciprocal",
-           "Sigmoid", "Relu", "Floor", "Ceil", "Softplus"], since=6)
+@register(["Neg", "Abs", "Sqrt", "Exp", "Log", "Cos", "Sin", "Tanh", "Reciprocal",
+           "Sigmoid", "Relu", "Floor", "Ceil"], since=6)
+@register(["Not", "Softplus"], since=1)
 @register(["Erf", "IsNaN"], since=9)
 @register(["IsInf"], since=10)
 @register(["Where"], since=9)

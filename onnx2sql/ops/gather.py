@@ -10,8 +10,7 @@ import numpy as np
 from onnx2sql.graph.symbolic import Dim, to_sql
 from onnx2sql.graph.values import Known, Value, shape_of
 from onnx2sql.ops.context import LowerContext, NodeView
-from onnx2sql.ops.elementwise import FOLD_LIMIT
-from onnx2sql.ops.shape import Remap, all_static, emit_remap, from_end, normalize_axis, register_versions, static_shape
+from onnx2sql.ops.shape import Remap, emit_remap, foldable, from_end, normalize_axis, register_versions
 
 
 def pick_plan(rank: int, axis: int, index: Dim) -> Remap:
@@ -42,8 +41,7 @@ def lower_gather(node: NodeView, ctx: LowerContext) -> list[Value]:
     axis = normalize_axis(node, int(node.attr("axis", 0)), rank)  # type: ignore[arg-type]
     out_shape = shape[:axis] + shape_of(indices) + shape[axis + 1:]
     numeric_indices = isinstance(indices, Known) and not indices.symbolic
-    if numeric_indices and isinstance(data, Known) and all_static(out_shape) \
-            and np.prod(static_shape(out_shape)) <= FOLD_LIMIT:
+    if numeric_indices and isinstance(data, Known) and foldable(out_shape):
         taken = np.take(data.array, indices.array.astype(np.int64), axis=axis)  # type: ignore[union-attr]
         return [Known.of(taken, data.dtype)]
     if isinstance(indices, Known) and indices.rank == 0:

@@ -9,11 +9,10 @@ import onnx.numpy_helper
 import sympy
 
 from onnx2sql.emit.sql import is_supported_dtype, literal
-from onnx2sql.graph.symbolic import Dim, as_dim, product, static_value, to_sql
+from onnx2sql.graph.symbolic import Dim, as_dim, static_value, to_sql
 from onnx2sql.graph.values import Known, Value
 from onnx2sql.ops.context import LowerContext, NodeView
-from onnx2sql.ops.elementwise import FOLD_LIMIT
-from onnx2sql.ops.shape import all_static, int_input, register_versions, simplified, static_shape
+from onnx2sql.ops.shape import foldable, int_input, register_versions, simplified, static_shape
 
 
 def scalar_input(node: NodeView, k: int, what: str) -> object:
@@ -42,6 +41,13 @@ def number_literal(x: object, dtype: np.dtype) -> str:
     return literal(x, np.dtype(np.float64)) if dtype.kind == "f" else to_sql(as_dim(x))
 
 
+def range_values(start: object, delta: object, n: int, dtype: np.dtype) -> np.ndarray:
+    """start + k * delta for k < n; floats computed in float64 and rounded once, as in SQL."""
+    if dtype.kind == "f":
+        return (np.float64(start) + np.arange(n, dtype=np.float64) * np.float64(delta)).astype(dtype)
+    return (int(start) + np.arange(n, dtype=np.int64) * int(delta)).astype(dtype)  # type: ignore[call-overload]
+
+
 @register_versions("Range", 11)
 def lower_range(node: NodeView, ctx: LowerContext) -> list[Value]:
     start, limit, delta = (scalar_input(node, k, what) for k, what in enumerate(("start", "limit", "delta")))
@@ -49,12 +55,8 @@ def lower_range(node: NodeView, ctx: LowerContext) -> list[Value]:
     if not isinstance(delta, sympy.Basic) and delta == 0:
         raise node.fail("delta must not be 0")
     length = range_length(node, start, limit, delta, dtype)
-    n = static_value(length)
-    symbolic = any(isinstance(x, sympy.Basic) for x in (start, delta))
-    if n is not None and n <= FOLD_LIMIT and not symbolic:
-        values = np.float64(start) + np.arange(n, dtype=np.float64) * np.float64(delta) if dtype.kind == "f" \
-            else int(start) + np.arange(n, dtype=np.int64) * int(delta)  # type: ignore[call-overload]
-        return [Known.of(values.astype(dtype), dtype)]
+    if foldable((length,)) and not any(isinstance(x, sympy.Basic) for x in (start, delta)):
+        return [Known.of(range_values(start, delta, int(length), dtype), dtype)]
     return [ctx.emit("generators/range.sql.j2", dtype, (length,), length=to_sql(length),
                      start=number_literal(start, dtype), delta=number_literal(delta, dtype))]
 
@@ -71,7 +73,7 @@ def lower_constant_of_shape(node: NodeView, ctx: LowerContext) -> list[Value]:
     if not is_supported_dtype(array.dtype):
         raise node.fail(f"value of element type {array.dtype.name} is not supported")
     x = array.reshape(-1)[0]
-    if not dims or (all_static(dims) and static_value(product(dims)) <= FOLD_LIMIT):  # type: ignore[operator]
+    if not dims or foldable(dims):  # a scalar has no axis to build in SQL
         return [Known.of(np.full(static_shape(dims), x, dtype=array.dtype), array.dtype)]
     return [ctx.emit("generators/constant_of_shape.sql.j2", array.dtype, tuple(dims),
                      ranges=[to_sql(d) for d in dims[:-1]], length=to_sql(dims[-1]),

@@ -25,8 +25,6 @@ STASH_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE}
 @register("LayerNormalization", since=17)
 def lower_layer_norm(node: NodeView, ctx: LowerContext) -> list[Value]:
     x, scale, bias = input_value(node, 0), input_value(node, 1), node.input(2)
-    if node.wants_output(1) or node.wants_output(2):
-        raise node.fail("the optional Mean and InvStdDev outputs are not supported")
     if int(node.attr("stash_type", 1)) not in STASH_TYPES:
         raise node.fail(f"stash_type {node.attr('stash_type')} is not float or double")
     shape = shape_of(x)
@@ -34,25 +32,29 @@ def lower_layer_norm(node: NodeView, ctx: LowerContext) -> list[Value]:
     epsilon = float(node.attr("epsilon", 1e-5))
     arrays = foldable([x, scale, bias], shape)
     if arrays is not None:
-        return [Known.of(_fold_layer_norm(*arrays, axis, epsilon), x.dtype)]
+        return [Known.of(y, x.dtype) for y in _fold_layer_norm(*arrays, axis, epsilon)]
     src = ctx.ref(x)
-    normalized = ctx.emit(
-        "normalization/layer_norm.sql.j2", x.dtype, shape,
-        src=src, groups=axis, count=product(shape[axis:]), epsilon=literal(epsilon, np.dtype(np.float64)),
-    )
+    stats = dict(src=src, groups=axis, count=product(shape[axis:]), epsilon=literal(epsilon, np.dtype(np.float64)))
+    normalized = ctx.emit("normalization/layer_norm.sql.j2", x.dtype, shape, **stats)
     inputs = [normalized, scale] + ([bias] if bias is not None else [])
     expr = "{0} * {1}" + (" + {2}" if bias is not None else "")
-    return [emit_elementwise(ctx, "LayerNormalization", inputs, x.dtype, expr=expr)]
+    outputs: list[Value] = [emit_elementwise(ctx, "LayerNormalization", inputs, x.dtype, expr=expr)]
+    stat_shape = tuple(shape[:axis]) + (as_dim(1),) * (len(shape) - axis)
+    for k, stat in ((1, "mean"), (2, "inv_std")):
+        if node.wants_output(k):
+            outputs.append(ctx.emit("normalization/layer_norm_stat.sql.j2", x.dtype, stat_shape, stat=stat, **stats))
+    return outputs
 
 
 def _fold_layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray | None, axis: int,
-                     epsilon: float) -> np.ndarray:
+                     epsilon: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Y, Mean and InvStdDev."""
     axes = tuple(range(axis, x.ndim))
     wide = x.astype(np.float64)
     mean = wide.mean(axis=axes, keepdims=True)
-    var = ((wide - mean) ** 2).mean(axis=axes, keepdims=True)
-    y = (wide - mean) / np.sqrt(var + epsilon) * scale
-    return y + bias if bias is not None else y
+    inv_std = 1 / np.sqrt(((wide - mean) ** 2).mean(axis=axes, keepdims=True) + epsilon)
+    y = (wide - mean) * inv_std * scale
+    return (y + bias if bias is not None else y), mean, inv_std
 
 
 @register("Trilu", since=14)

@@ -87,6 +87,11 @@ def static_shape(shape: Sequence[Dim]) -> tuple[int, ...]:
     return tuple(int(d) for d in shape)
 
 
+def foldable(shape: Sequence[Dim]) -> bool:
+    """A result of this shape may be computed now: its size is a number within the fold limit."""
+    return all_static(shape) and int(np.prod(static_shape(shape), dtype=np.int64)) <= FOLD_LIMIT
+
+
 def same_shape(a: Shape, b: Shape) -> bool:
     return len(a) == len(b) and all(dims_equal(x, y) for x, y in zip(a, b))
 
@@ -199,15 +204,22 @@ INT64 = np.dtype(np.int64)
 
 def dims_value(dims: Sequence[Dim]) -> Known:
     """A known int64 vector of dims (symbolic entries stay sympy expressions)."""
-    return Known.of(np.array(list(dims) if dims else [], dtype=object).reshape(len(dims)), INT64)
+    array = np.empty(len(dims), dtype=object)
+    array[:] = list(dims)
+    return Known.of(array, INT64)
+
+
+def clamp_axis_bound(k: int, rank: int) -> int:
+    """Shape's start/end: negative counts from the end, then clamped to [0, rank]."""
+    return min(max(k + rank if k < 0 else k, 0), rank)
 
 
 @register_versions("Shape", 1, 13, 15, 19, 21)
 def lower_shape(node: NodeView, ctx: LowerContext) -> list[Value]:
     shape = shape_of(node.inputs[0])  # type: ignore[arg-type]
     rank = len(shape)
-    start, end = (min(max(k + rank if k < 0 else k, 0), rank)
-                  for k in (int(node.attr("start", 0)), int(node.attr("end", rank))))  # type: ignore[arg-type]
+    start = clamp_axis_bound(int(node.attr("start", 0)), rank)  # type: ignore[arg-type]
+    end = clamp_axis_bound(int(node.attr("end", rank)), rank)  # type: ignore[arg-type]
     return [dims_value(shape[start:max(start, end)])]
 
 
@@ -487,7 +499,7 @@ def axis_filter(column: str, s: AxisSlice) -> tuple[str, list[str]]:
 def last_axis_plan(plan: Remap, s: AxisSlice, dim: Dim, chunk: int) -> bool:
     """Slice the last axis without the element form when the chunks allow; False if they do not."""
     size = static_value(dim)
-    if size is not None and size <= chunk and s.step > 0 and s.static and int(s.length) >= 1:
+    if size is not None and size <= chunk and s.static and int(s.length) >= 1:
         first, last = int(s.start) + 1, int(s.start) + (int(s.length) - 1) * s.step + 1
         plan.index.append("c")
         plan.last = {"kind": "slice", "begin": first, "end": last, "step": s.step}
@@ -617,7 +629,7 @@ def lower_expand(node: NodeView, ctx: LowerContext) -> list[Value]:
     assert value is not None
     target = tuple(as_dim(d) for d in int_input(node, 1, "shape") or [])
     shape = broadcast_shapes([shape_of(value), target])
-    if isinstance(value, Known) and all_static(shape) and np.prod(static_shape(shape)) <= FOLD_LIMIT:
+    if isinstance(value, Known) and foldable(shape):
         return [Known.of(np.broadcast_to(value.array, static_shape(shape)).copy(), value.dtype)]
     if same_shape(shape_of(value), shape):
         return [value]
@@ -651,7 +663,7 @@ def lower_tile(node: NodeView, ctx: LowerContext) -> list[Value]:
     if len(repeats) != len(shape):
         raise node.fail(f"repeats has {len(repeats)} entries for rank {len(shape)}")
     out_shape = tuple(simplified(d * r) for d, r in zip(shape, repeats))
-    if isinstance(value, Known) and all_static(out_shape) and np.prod(static_shape(out_shape)) <= FOLD_LIMIT:
+    if isinstance(value, Known) and foldable(out_shape):
         return [Known.of(np.tile(value.array, static_shape(repeats)), value.dtype)]
     if all(is_one(r) for r in repeats):
         return [value]

@@ -6,6 +6,7 @@ from functools import lru_cache
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 
 # The op set issue "transpiler" requires; cases using only these ops are run.
 TRANSPILER_OPS = frozenset("""
@@ -38,7 +39,38 @@ def cases_within(ops: frozenset[str]) -> list[str]:
 def feeds_and_expected(case) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     inputs, outputs = case.data_sets[0]
     init = {i.name for i in case.model.graph.initializer}
-    names = [i.name for i in case.model.graph.input if i.name not in init]
-    feeds = dict(zip(names, [np.asarray(x) for x in inputs]))
-    expected = dict(zip([o.name for o in case.model.graph.output], [np.asarray(y) for y in outputs]))
+    graph_inputs = [i for i in case.model.graph.input if i.name not in init]
+    feeds = {i.name: _as_declared(x, i) for i, x in zip(graph_inputs, inputs)}
+    expected = {o.name: _as_declared(y, o) for o, y in zip(case.model.graph.output, outputs)}
     return feeds, expected
+
+
+def _as_declared(value: object, info: onnx.ValueInfoProto) -> np.ndarray:
+    # Some cases store TensorProtos, or plain numbers in object arrays; give them the declared type.
+    array = onnx.numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else np.asarray(value)
+    if array.dtype == object and info.type.HasField("tensor_type"):
+        array = array.astype(onnx.helper.tensor_dtype_to_np_dtype(info.type.tensor_type.elem_type))
+    return array
+
+
+# Element types DuckDB has no column type for; the project targets float32 / integer models.
+UNSUPPORTED_TYPES = {
+    onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.FLOAT8E4M3FN,
+    onnx.TensorProto.FLOAT8E4M3FNUZ, onnx.TensorProto.FLOAT8E5M2, onnx.TensorProto.FLOAT8E5M2FNUZ,
+    onnx.TensorProto.UINT4, onnx.TensorProto.INT4, onnx.TensorProto.FLOAT4E2M1, onnx.TensorProto.STRING,
+    onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128,
+} | {getattr(onnx.TensorProto, name) for name in ("FLOAT8E8M0", "UINT2", "INT2") if hasattr(onnx.TensorProto, name)}
+
+
+def uses_unsupported_type(model: onnx.ModelProto) -> bool:
+    """True when a graph input or output, initializer, constant or Cast target has such a type."""
+    graph = model.graph
+    types = {v.type.tensor_type.elem_type for v in list(graph.input) + list(graph.output) if v.type.HasField("tensor_type")}
+    types |= {t.data_type for t in graph.initializer}
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.name in ("to", "value") and attr.type == onnx.AttributeProto.INT:
+                types.add(attr.i)
+            elif attr.type == onnx.AttributeProto.TENSOR:
+                types.add(attr.t.data_type)
+    return bool(types & UNSUPPORTED_TYPES)

@@ -3,9 +3,10 @@ and matrix indices, negative indices, indices known at compile time, dtypes, emp
 from __future__ import annotations
 
 import numpy as np
+import onnx.helper as oh
 import pytest
 
-from harness import OpCase, sample, table
+from harness import OpCase, assert_parity, graph_model, sample, table
 
 
 def indices(shape: tuple[int, ...], dim: int, dtype: type = np.int64) -> np.ndarray:
@@ -21,7 +22,6 @@ def gather(label: str, data: np.ndarray, index: np.ndarray, axis: int = 0, known
                   dynamic=dynamic, order=("data", "indices"))
 
 
-F = np.float32
 GATHER = table(
     gather("embedding", sample((10, 9)), indices((2, 3), 10), known=("data",)),
     gather("embedding-dynamic", sample((10, 9)), indices((2, 3), 10), known=("data",), dynamic=("indices",)),
@@ -51,3 +51,17 @@ GATHER = table(
 @pytest.mark.parametrize("case", GATHER)
 def test_gather(case: OpCase) -> None:
     case.check()
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 9), (1, 1, 9), (2, 6, 9)], ids=str)
+def test_last_position_from_shape_arithmetic(shape: tuple[int, ...]) -> None:
+    """x[:, seq - 1] with seq read from Shape: a symbolic index, resolved when the program runs."""
+    nodes = [
+        oh.make_node("Shape", ["x"], ["shape"]),
+        oh.make_node("Gather", ["shape", "one"], ["seq"], axis=0),
+        oh.make_node("Sub", ["seq", "one"], ["last"]),
+        oh.make_node("Gather", ["x", "last"], ["y"], axis=1),
+    ]
+    model = graph_model(nodes, {"x": sample(shape)}, ["y"], constants={"one": np.array(1, dtype=np.int64)},
+                        dynamic=["x"])
+    assert_parity(model, {"x": sample(shape)})

@@ -65,9 +65,9 @@ def test_constant_of_shape(case: OpCase) -> None:
 
 @pytest.mark.parametrize("case", RANGE + CONSTANT_OF_SHAPE)
 def test_generators_in_sql_past_the_fold_limit(monkeypatch: pytest.MonkeyPatch, case) -> None:
-    from onnx2sql.ops import generators
+    from onnx2sql.ops import shape
 
-    monkeypatch.setattr(generators, "FOLD_LIMIT", 0)
+    monkeypatch.setattr(shape, "FOLD_LIMIT", 0)
     case.check()
 
 

@@ -64,11 +64,13 @@ def test_known_input(monkeypatch: pytest.MonkeyPatch, fold: bool, op: str, const
     assert_parity(node_model(op, {}, constants=constants, **attrs), {}, rtol=1e-5, atol=1e-5)
 
 
-def test_layer_norm_rejects_statistics_outputs() -> None:
-    x = f32(2, 9)
-    model = node_model("LayerNormalization", {"x": x}, n_outputs=2, constants={"scale": f32(9)})
-    with pytest.raises(onnx2sql.errors.UnsupportedOpError, match="Mean and InvStdDev"):
-        onnx2sql.run(model, {"x": x})
+@pytest.mark.parametrize("shape,axis", [((2, 9), -1), ((2, 3, 9), 1), ((4, 5), 0)], ids=str)
+def test_layer_norm_statistics_outputs(shape: tuple, axis: int) -> None:
+    """The optional Mean and InvStdDev outputs, with the normalized axes kept as size 1."""
+    x = f32(*shape) * 3 + 1
+    scale = f32(*shape[axis:])
+    model = node_model("LayerNormalization", {"x": x}, n_outputs=3, constants={"scale": scale}, axis=axis)
+    assert_parity(model, {"x": x}, rtol=1e-5, atol=1e-5)
 
 
 # ---------------------------------------------------------------- Trilu

@@ -166,6 +166,8 @@ SLICE = table(
     slice_case("steps-both-axes", f32(5, 9), [0, 1], [5, 8], [0, 1], [2, 3]),
     slice_case("last-one-chunk", f32(3, 4), [1], [3], [1]),
     slice_case("last-one-chunk-step", f32(3, 3), [0], [3], [1], [2]),
+    slice_case("last-one-chunk-reverse", f32(3, 4), [-1], [SMALL], [1], [-1]),
+    slice_case("last-one-chunk-reverse-step", f32(3, 4), [3], [0], [1], [-2]),
     slice_case("last-chunks-to-end", f32(3, 11), [4], [BIG], [1]),
     slice_case("last-whole-chunks", f32(3, 12), [0], [8], [1]),
     slice_case("last-inner-chunks", f32(2, 16), [4], [12], [-1]),
