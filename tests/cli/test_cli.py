@@ -77,8 +77,20 @@ def test_run_on_a_folder_that_is_not_compiled(tmp_path: Path) -> None:
     assert "is not a compiled model folder" in result.stderr
 
 
-@pytest.mark.parametrize("name", ["bench"])
-def test_unbuilt_subcommands_say_so(name: str, tmp_path: Path) -> None:
-    result = cli(name, str(tmp_path))
-    assert result.returncode != 0
-    assert "not built yet" in result.stderr
+def test_run_tiny_llama3_equals_onnxruntime(tiny_llama3_dir: Path, tmp_path: Path) -> None:
+    """`onnx2sql run` on an Optimum export: every output (logits, present.*) within 1e-4."""
+    model = tiny_llama3_dir / "model.onnx"
+    feeds = {"input_ids": np.array([[315, 40, 41, 42, 43]], dtype=np.int64),
+             "attention_mask": np.ones((1, 5), dtype=np.int64),
+             "position_ids": np.arange(5, dtype=np.int64)[None]}
+    sess = ort.InferenceSession(str(model))
+    for inp in sess.get_inputs():
+        if inp.name.startswith("past_key_values."):
+            feeds[inp.name] = np.zeros((1, inp.shape[1], 0, inp.shape[3]), dtype=np.float32)
+    np.savez(tmp_path / "in.npz", **feeds)
+    result = cli("run", str(model), "--inputs", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npz"))
+    assert result.returncode == 0, result.stderr
+    got = np.load(tmp_path / "out.npz")
+    names = [o.name for o in sess.get_outputs()]
+    for name, want in zip(names, sess.run(names, feeds)):
+        np.testing.assert_allclose(got[name], want, rtol=1e-4, atol=1e-4, err_msg=name)
