@@ -93,6 +93,13 @@ def to_sql(expr: object) -> str:
     return f"CAST({text} AS BIGINT)"
 
 
+_ROUNDING = {sympy.floor: "floor", sympy.ceiling: "ceil"}
+_FUNCTIONS = {sympy.Min: "least", sympy.Max: "greatest"}
+# Mod of non-negative dims: SQL's % agrees with sympy's floored modulo there.
+_INFIX = {sympy.Mod: "%", sympy.And: "AND", sympy.Or: "OR"}
+_RELATIONS = {"==": "=", "!=": "<>"}
+
+
 def _sql(e: sympy.Basic) -> str:
     if e is sympy.true:
         return "TRUE"
@@ -113,29 +120,20 @@ def _sql(e: sympy.Basic) -> str:
         return f"({_sql(num)} / CAST({_sql(den)} AS DOUBLE))"
     if isinstance(e, sympy.Pow) and e.exp.is_Integer and int(e.exp) > 0:
         return "(" + " * ".join([_sql(e.base)] * int(e.exp)) + ")"
-    if isinstance(e, sympy.floor):
-        return f"CAST(floor({_sql(e.args[0])}) AS BIGINT)"
-    if isinstance(e, sympy.ceiling):
-        return f"CAST(ceil({_sql(e.args[0])}) AS BIGINT)"
-    if isinstance(e, sympy.Mod):
-        return f"({_sql(e.args[0])} % {_sql(e.args[1])})"
-    if isinstance(e, sympy.Min):
-        return "least(" + ", ".join(_sql(a) for a in e.args) + ")"
-    if isinstance(e, sympy.Max):
-        return "greatest(" + ", ".join(_sql(a) for a in e.args) + ")"
+    for kind, name in _ROUNDING.items():
+        if isinstance(e, kind):
+            return f"CAST({name}({_sql(e.args[0])}) AS BIGINT)"
+    for kind, name in _FUNCTIONS.items():
+        if isinstance(e, kind):
+            return f"{name}(" + ", ".join(_sql(a) for a in e.args) + ")"
+    for kind, op in _INFIX.items():
+        if isinstance(e, kind):
+            return "(" + f" {op} ".join(_sql(a) for a in e.args) + ")"
+    if isinstance(e, sympy.core.relational.Relational):
+        return f"({_sql(e.lhs)} {_RELATIONS.get(e.rel_op, e.rel_op)} {_sql(e.rhs)})"
     if isinstance(e, sympy.Piecewise):
         parts = [f"WHEN {_sql(cond)} THEN {_sql(val)}" for val, cond in e.args]
         return "(CASE " + " ".join(parts) + " END)"
-    if isinstance(e, sympy.Eq):
-        return f"({_sql(e.lhs)} = {_sql(e.rhs)})"
-    if isinstance(e, sympy.Ne):
-        return f"({_sql(e.lhs)} <> {_sql(e.rhs)})"
-    if isinstance(e, (sympy.StrictLessThan, sympy.LessThan, sympy.StrictGreaterThan, sympy.GreaterThan)):
-        return f"({_sql(e.lhs)} {e.rel_op} {_sql(e.rhs)})"
-    if isinstance(e, sympy.And):
-        return "(" + " AND ".join(_sql(a) for a in e.args) + ")"
-    if isinstance(e, sympy.Or):
-        return "(" + " OR ".join(_sql(a) for a in e.args) + ")"
     if isinstance(e, sympy.Not):
         return f"(NOT {_sql(e.args[0])})"
     raise NotImplementedError(f"cannot render the symbolic expression {e} as SQL")
