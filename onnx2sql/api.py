@@ -170,6 +170,7 @@ def _schema_script(program: Program) -> str:
 
 
 def _replace_dir(staging: Path, out: Path) -> None:
+    staging.chmod(0o755)  # mkdtemp makes it private; the compiled folder is an ordinary one
     if out.exists():
         old = out.with_name(f".{out.name}.old")
         shutil.rmtree(old, ignore_errors=True)
