@@ -152,7 +152,8 @@ def _file_sha256(path: Path) -> str:
 
 def _store_weights(con, program: Program, progress: bool) -> None:
     total = sum(w.array.nbytes for w in program.weights)
-    with tqdm(total=total, unit="B", unit_scale=True, desc="weights", disable=not progress) as bar:
+    # disable=None: a bar on a terminal, none in logs.
+    with tqdm(total=total, unit="B", unit_scale=True, desc="weights", disable=None if progress else True) as bar:
         for weight in program.weights:
             write_table(con, weight.table, weight.array, program.chunk)
             bar.update(weight.array.nbytes)
