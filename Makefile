@@ -11,7 +11,7 @@ MODEL_NAME := $(patsubst %.gguf,%,$(notdir $(patsubst %/,%,$(MODEL))))
 MODEL_DIR := models/$(MODEL_NAME)
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv export compile run test bench clean help
+.PHONY: all venv export compile run test bench bench-1b clean help
 
 help:
 	@echo "make run    set up, export $(MODEL), compile it, generate text for PROMPT"
@@ -47,8 +47,22 @@ run: $(MODEL_DIR)/sql/model.duckdb
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-bench: $(STAMP)
-	$(PY) -m onnx2sql bench $(MODEL_DIR)
+# Small runs by default: DuckDB decodes at seconds per token for now. The cap is below the weights.
+BENCH_ARGS ?= --prompt-lens 16,128 --new-tokens 8 --repeats 1 --memory-cap 400MB
+BENCH_STAMP := $(VENV)/.bench-installed
+
+# llama-cpp-python compiles llama.cpp (a few minutes, once); without it the bench runs the others.
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]" || $(PY) -m pip install --quiet "matplotlib>=3.7"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP) $(MODEL_DIR)/model.onnx
+	$(PY) -m onnx2sql bench $(MODEL_DIR) $(BENCH_ARGS) --out $(MODEL_DIR)/bench/results.json \
+		--plot $(MODEL_DIR)/bench/results.png
+
+# Llama-3.2-1B dimensions: 6 GB of weights (DuckDB compiles them on first use); capped at 40% of them.
+bench-1b:
+	$(MAKE) bench MODEL=llama3.2-1b-shape BENCH_ARGS="--prompt-lens 16 --new-tokens 4 --repeats 1 --memory-cap 2400MB"
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -5,9 +5,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Callable
 
-from onnx2sql.errors import NotBuiltError, Onnx2SqlError
+from onnx2sql.errors import Onnx2SqlError
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -58,11 +57,18 @@ def _write_now(text: str) -> None:
     sys.stdout.flush()
 
 
-def _not_built(what: str) -> Callable[[argparse.Namespace], int]:
-    def command(args: argparse.Namespace) -> int:
-        raise NotBuiltError(f"`onnx2sql {what}` is not built yet in this version")
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from onnx2sql.bench import bench_command
 
-    return command
+    return bench_command(args)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from onnx2sql.check import check_model, format_report
+
+    report = check_model(args.model)
+    print(format_report(args.model, report))
+    return 0 if report.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_compile)
 
+    p = sub.add_parser("check", help="list the model's ops and input types onnx2sql supports and those it does not")
+    p.add_argument("model", help="path to a .onnx file")
+    p.set_defaults(func=_cmd_check)
+
     p = sub.add_parser("run", help="run an ONNX model (or a compiled folder) on inputs from an .npz")
     p.add_argument("model", help="a .onnx file or a folder written by `onnx2sql compile`")
     p.add_argument("--inputs", required=True, help=".npz file mapping graph input names to arrays")
@@ -108,9 +118,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON line instead of streaming text")
     p.set_defaults(func=_cmd_generate)
 
-    p = sub.add_parser("bench", help="benchmark DuckDB against onnxruntime on the same ONNX file")
+    p = sub.add_parser("bench", help="benchmark DuckDB against onnxruntime (and llama.cpp) on the same weights")
     p.add_argument("model_dir", help="an exported model folder")
-    p.set_defaults(func=_not_built("bench"))
+    p.add_argument("--engines", default="duckdb,onnxruntime,llama.cpp", help="comma-separated engines to run")
+    p.add_argument("--prompt-lens", default="16,128", help="comma-separated prompt lengths in tokens")
+    p.add_argument("--new-tokens", type=int, default=32, help="tokens generated per run")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per engine and prompt length")
+    p.add_argument("--memory-cap", default=None,
+                   help="also run each engine alone under this hard cgroup memory limit, e.g. 400MB")
+    p.add_argument("--duckdb-memory-limit", default=None,
+                   help="DuckDB's memory_limit in the capped runs (default: half the cap)")
+    p.add_argument("--cap-timeout", type=float, default=900.0, help="seconds a capped run may take")
+    p.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up run of each engine")
+    p.add_argument("--out", default=None, help="JSON results file or folder (default MODEL_DIR/bench/results.json)")
+    p.add_argument("--plot", default=None, help="PNG chart file or folder (default: next to --out)")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 

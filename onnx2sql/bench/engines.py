@@ -1,0 +1,177 @@
+"""The engines under benchmark, one class each behind one interface: set up (compile or load), then
+greedy generation from token ids, timed the same way for all (time to first token; decode tokens/s
+over the tokens after the first). Heavy imports happen in `setup`, inside the engine's own process."""
+from __future__ import annotations
+
+import os
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+OnToken = Callable[[int], None]
+
+
+@dataclass
+class EngineOptions:
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    duckdb_memory_limit: str | None = None
+    gguf: str | None = None  # the llama.cpp weights, prepared by the runner
+    context: int = 4096  # llama.cpp's KV cache is allocated for this many positions up front
+    eos_ids: list[int] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Run:
+    tokens: list[int]
+    ttft_s: float
+    decode_tokens_per_s: float
+
+
+class Engine(ABC):
+    name: ClassVar[str]
+
+    def __init__(self, model_dir: Path, options: EngineOptions):
+        self.model_dir = model_dir
+        self.options = options
+
+    @abstractmethod
+    def setup(self) -> str:
+        """Compile or load the model; returns which of the two it did."""
+
+    @abstractmethod
+    def generate(self, prompt_ids: list[int], new_tokens: int, on_token: OnToken) -> Run:
+        ...
+
+    @abstractmethod
+    def disk_files(self) -> list[Path]:
+        """The files the engine reads its weights from (known before `setup`)."""
+
+    def close(self) -> None:
+        pass
+
+
+class DuckDBEngine(Engine):
+    name = "duckdb"
+
+    def setup(self) -> str:
+        from onnx2sql.runtime.generate import Generator, default_db
+
+        kind = "load" if default_db(self.model_dir).exists() else "compile"
+        self.generator = Generator(self.model_dir, memory_limit=self.options.duckdb_memory_limit, progress=True)
+        return kind
+
+    def generate(self, prompt_ids: list[int], new_tokens: int, on_token: OnToken) -> Run:
+        count = iter(range(1, new_tokens + 1))
+        result = self.generator.generate_ids(prompt_ids, new_tokens, on_text=lambda _: on_token(next(count)))
+        return Run(result.token_ids, result.ttft_s, result.tokens_per_s)
+
+    def disk_files(self) -> list[Path]:
+        from onnx2sql.runtime.generate import default_db
+
+        return [default_db(self.model_dir)]
+
+    def close(self) -> None:
+        self.generator.close()
+
+
+class StepEngine(Engine):
+    """An engine driven one step at a time from Python: the greedy loop and its timing live here."""
+
+    @abstractmethod
+    def step(self, ids: list[int], past: int) -> np.ndarray:
+        """Feed `ids` after `past` cached positions; the last position's logits."""
+
+    def reset(self) -> None:
+        pass
+
+    def generate(self, prompt_ids: list[int], new_tokens: int, on_token: OnToken) -> Run:
+        self.reset()
+        tokens: list[int] = []
+        start = time.perf_counter()
+        first_at = start
+        ids, past = list(prompt_ids), 0
+        for k in range(new_tokens):
+            token = int(np.argmax(self.step(ids, past)))
+            tokens.append(token)
+            if k == 0:
+                first_at = time.perf_counter()
+            on_token(k + 1)
+            if token in self.options.eos_ids:
+                break
+            ids, past = [token], past + len(ids)
+        elapsed = time.perf_counter() - first_at
+        decoded = len(tokens) - 1
+        return Run(tokens, first_at - start, decoded / elapsed if decoded > 0 and elapsed > 0 else 0.0)
+
+
+class OnnxRuntimeEngine(StepEngine):
+    """The same ONNX file as DuckDB, present.* fed back as past_key_values.* each step."""
+    name = "onnxruntime"
+
+    def setup(self) -> str:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.options.threads
+        self.session = ort.InferenceSession(str(self.model_dir / "model.onnx"), options,
+                                            providers=["CPUExecutionProvider"])
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        # past_key_values.* inputs are [batch, kv_heads, past, head_dim] with fixed heads and head_dim.
+        self.past_shapes = {i.name: (int(i.shape[1]), int(i.shape[3])) for i in self.session.get_inputs()
+                            if i.name.startswith("past_key_values.")}
+        return "load"
+
+    def reset(self) -> None:
+        self.past = {name: np.zeros((1, heads, 0, dim), np.float32) for name, (heads, dim) in self.past_shapes.items()}
+
+    def step(self, ids: list[int], past: int) -> np.ndarray:
+        n = len(ids)
+        feeds = {"input_ids": np.array([ids], np.int64), "attention_mask": np.ones((1, past + n), np.int64),
+                 "position_ids": np.arange(past, past + n, dtype=np.int64)[None, :], **self.past}
+        out = dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
+        self.past = {k.replace("present.", "past_key_values."): v for k, v in out.items() if k.startswith("present.")}
+        return out["logits"][0, -1]
+
+    def disk_files(self) -> list[Path]:
+        model = self.model_dir / "model.onnx"
+        data = self.model_dir / "model.onnx_data"
+        return [model, data] if data.exists() else [model]
+
+
+class LlamaCppEngine(StepEngine):
+    """llama.cpp (llama-cpp-python) on a GGUF holding the same weights as F32."""
+    name = "llama.cpp"
+
+    def setup(self) -> str:
+        from llama_cpp import Llama
+
+        if not self.options.gguf:
+            raise RuntimeError("no GGUF file was prepared for llama.cpp")
+        threads = self.options.threads
+        self.llm = Llama(model_path=self.options.gguf, n_ctx=self.options.context, n_batch=512, n_threads=threads,
+                         n_threads_batch=threads, verbose=False)
+        return "load"
+
+    def reset(self) -> None:
+        self.llm.reset()  # forget the cached prefix: every run prefills its whole prompt
+
+    def step(self, ids: list[int], past: int) -> np.ndarray:
+        self.llm.eval(ids)
+        # Without logits_all only the batch's last position has logits: row 0 of llama.cpp's buffer.
+        return np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),)).copy()
+
+    def disk_files(self) -> list[Path]:
+        return [Path(self.options.gguf or "")]
+
+    def close(self) -> None:
+        self.llm.close()
+
+
+ENGINES: dict[str, type[Engine]] = {e.name: e for e in (DuckDBEngine, OnnxRuntimeEngine, LlamaCppEngine)}

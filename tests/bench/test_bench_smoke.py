@@ -1,0 +1,95 @@
+"""`onnx2sql bench` on tiny-llama3: the harness runs end to end and writes what it promises. No
+timing is asserted: speeds depend on the machine."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from onnx2sql.bench.memory import CapUnavailable, CgroupCap
+
+ENGINES = ("duckdb", "onnxruntime")
+CAP = "300MB"  # far above tiny-llama3's weights: this checks the mechanics, not the model's needs
+
+
+def cgroup_cap_unavailable() -> str | None:
+    """Why no memory cap can be enforced here, or None when one can."""
+    try:
+        CgroupCap.create("onnx2sql-bench-probe", 2**30).remove()
+    except CapUnavailable as exc:
+        return str(exc)
+    return None
+
+
+@pytest.fixture(scope="module")
+def bench_run(tiny_llama3_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, str]:
+    out = tmp_path_factory.mktemp("bench")
+    cap = [] if cgroup_cap_unavailable() else ["--memory-cap", CAP]
+    result = subprocess.run(
+        [sys.executable, "-m", "onnx2sql", "bench", str(tiny_llama3_dir), "--engines", ",".join(ENGINES),
+         "--prompt-lens", "4", "--new-tokens", "3", "--repeats", "1", "--out", str(out), "--plot", str(out), *cap],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads((out / "results.json").read_text()), out, result.stdout
+
+
+def test_results_have_every_figure_of_both_engines(bench_run: tuple[dict, Path, str]) -> None:
+    results, _, _ = bench_run
+    for name in ENGINES:
+        figures = results["engines"][name]
+        assert figures["available"], figures
+        assert figures["decode_tokens_per_s"] > 0
+        assert set(figures["ttft_s"]) == {"4"} and figures["ttft_s"]["4"] > 0
+        stats = figures["decode_tokens_per_s_stats"]
+        assert stats["min"] <= stats["median"] <= stats["max"] and stats["n"] == 1
+        assert figures["peak_rss_bytes"] > 0 and figures["disk_bytes"] > 0 and figures["setup_s"] > 0
+        assert 0 < figures["bandwidth_fraction"]
+    ratio = results["ratios"]["duckdb/onnxruntime"]
+    assert ratio["decode_tokens_per_s"] > 0 and ratio["ttft_s"]["4"] > 0
+    assert results["machine"]["cores"] >= 1 and results["machine"]["memory_bytes"] > 0
+    assert results["machine"]["versions"]["duckdb"] and results["machine"]["versions"]["onnxruntime"]
+    assert results["bandwidth"]["limit_bytes_per_s"] > 0
+    assert 0 < results["weights"]["per_token_bytes"] <= results["weights"]["total_bytes"]
+
+
+def test_duckdb_and_onnxruntime_agree_on_the_greedy_tokens(bench_run: tuple[dict, Path, str]) -> None:
+    results, _, table = bench_run
+    comparison = results["agreement"]["duckdb vs onnxruntime"]["4"]
+    assert comparison["first_token_agrees"] and comparison["all_agree"], comparison
+    assert results["engines"]["duckdb"]["tokens"] == results["engines"]["onnxruntime"]["tokens"]
+    assert "MISMATCH" not in table
+
+
+def test_table_and_chart_are_written(bench_run: tuple[dict, Path, str]) -> None:
+    _, out, table = bench_run
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "decode tokens/s" in table and "duckdb/onnxruntime" in table
+
+
+def test_memory_capped_runs(bench_run: tuple[dict, Path, str]) -> None:
+    reason = cgroup_cap_unavailable()
+    if reason:
+        pytest.skip(f"no cgroup memory cap on this machine: {reason}")
+    capped = bench_run[0]["memory_capped"]
+    assert capped["enforced"] and capped["cap_bytes"] == 300 * 10**6
+    for name in ENGINES:
+        figures = capped["engines"][name]
+        assert figures["finished"] and not figures["oom_killed"], figures
+        assert figures["decode_tokens_per_s"] > 0
+        assert 0 < figures["cgroup_peak_bytes"] <= capped["cap_bytes"]
+
+
+def test_a_process_over_the_cap_is_killed_and_reported() -> None:
+    reason = cgroup_cap_unavailable()
+    if reason:
+        pytest.skip(f"no cgroup memory cap on this machine: {reason}")
+    cap = CgroupCap.create("onnx2sql-bench-oom-probe", 64 * 2**20)
+    try:
+        grab = "import sys; open(sys.argv[1], 'w').write(str(__import__('os').getpid())); b = bytearray(256 << 20)"
+        result = subprocess.run([sys.executable, "-c", grab, str(cap.path / "cgroup.procs")], timeout=60)
+        assert result.returncode == -9 and cap.oom_kills() == 1
+    finally:
+        cap.remove()
