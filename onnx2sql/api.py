@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from onnx2sql.emit.program import Program
 from onnx2sql.emit.sql import comment_text, quote_ident
-from onnx2sql.errors import InputError, ModelError, UnsupportedOpError
+from onnx2sql.errors import InputError, UnsupportedOpError
 from onnx2sql.graph.load import load_model
 from onnx2sql.graph.visitor import DEFAULT_CHUNK, lower_model
 from onnx2sql.ops.context import describe_layout

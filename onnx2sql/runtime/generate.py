@@ -3,7 +3,6 @@ in tables (present.* is renamed into past_key_values.* between steps); the next 
 by SQL. Only token ids cross into Python."""
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 import time
@@ -11,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import duckdb
 import numpy as np
 
 from onnx2sql.emit.program import Program
@@ -20,6 +18,7 @@ from onnx2sql.errors import InputError
 from onnx2sql.ops.context import LowerContext
 from onnx2sql.runtime.session import Session
 from onnx2sql.runtime.text import ModelFolder
+from onnx2sql.sizes import parse_size
 
 PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
 
@@ -75,7 +74,8 @@ class Generator:
         self.spill_dir = Path(tempfile.mkdtemp(prefix="onnx2sql-spill-"))
         config = {"temp_directory": str(self.spill_dir)}
         if memory_limit:
-            config["memory_limit"] = checked_size(memory_limit)
+            # DuckDB takes a byte count; checked here so a typo names the flag.
+            config["memory_limit"] = f"{parse_size(memory_limit, '--memory-limit')}b"
         self.con, self.program = open_database(self.db_path, self.folder.path / "model.onnx", config)
         self.session = Session(self.con, self.program)
         self.pairs = _present_to_past(self.program)
@@ -219,15 +219,6 @@ def compile_database(model: Path, db_path: Path, progress: bool, own_folder: boo
         (staging / "out" / DB_FILE).rename(db_path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-_SIZE = re.compile(r"\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", re.IGNORECASE)
-
-
-def checked_size(text: str) -> str:
-    if not _SIZE.fullmatch(text):
-        raise InputError(f"--memory-limit {text!r} is not a size such as 300MB or 2GiB")
-    return text.strip()
 
 
 def open_database(db_path: Path, model: Path, config: dict[str, str]):

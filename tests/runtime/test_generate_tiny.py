@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +129,8 @@ def test_cli_json_and_reuse_of_the_database(tiny_llama3_dir: Path, tmp_path: Pat
     assert set(a) == {"prompt_ids", "token_ids", "text", "ttft_s", "tokens_per_s", "finish_reason"}
     assert a["finish_reason"] in ("eos", "length")
     assert a["token_ids"] == ort_greedy(tiny_llama3_dir, a["prompt_ids"], len(a["token_ids"]))[0]
+
+
+def test_bad_memory_limit_names_the_flag(tiny_llama3_dir: Path) -> None:
+    with pytest.raises(onnx2sql.InputError, match="--memory-limit '300 apples' is not a size such as 400MB"):
+        Generator(tiny_llama3_dir, memory_limit="300 apples")
