@@ -126,6 +126,8 @@ class LowerContext:
     node_label: str = ""
     _counter: int = 0
     _weight_cache: dict[tuple[int, str], Runtime] = field(default_factory=dict)
+    # The cache is keyed by id(): its values stay referenced so that no id is reused by another value.
+    _cached_values: list[Known] = field(default_factory=list)
 
     def _new_name(self, prefix: str) -> str:
         self._counter += 1
@@ -144,6 +146,7 @@ class LowerContext:
             return value
         key = (id(value), "plain")
         if key not in self._weight_cache:
+            self._cached_values.append(value)
             if value.symbolic:
                 self._weight_cache[key] = self.emit(
                     "shape/materialize.sql.j2", value.dtype, value.shape,
@@ -157,6 +160,7 @@ class LowerContext:
         """A weight stored with its last two axes swapped: the layout MatMul wants for B."""
         key = (id(value), "T")
         if key not in self._weight_cache:
+            self._cached_values.append(value)
             arr = np.swapaxes(value.array.astype(value.dtype), -1, -2)
             self._weight_cache[key] = self.add_weight(np.ascontiguousarray(arr), "transposed (last two axes swapped)")
         return self._weight_cache[key]

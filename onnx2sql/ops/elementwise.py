@@ -34,10 +34,18 @@ FLOAT_EXPR: dict[str, str] = {
     "Erf": "onnx_erf({0})", "Floor": "floor({0})", "Ceil": "ceil({0})",
     "IsNaN": "isnan({0})", "IsInf": "isinf({0})",
     "Softplus": "ln(1 + exp(CAST({0} AS DOUBLE)))",
+    "Acos": "acos({0})", "Asin": "asin({0})", "Atan": "atan({0})", "Tan": "tan({0})",
+    "Cosh": "cosh({0})", "Sinh": "sinh({0})", "Acosh": "acosh({0})", "Asinh": "asinh({0})",
+    "Atanh": "atanh({0})", "Sign": "sign({0})", "Round": "round_even({0}, 0)",
+    "Softsign": "{0} / (1 + abs({0}))", "HardSwish": "{0} * greatest(0, least(1, {0} / 6 + 0.5))",
+    "Mish": "{0} * tanh(ln(1 + exp(CAST({0} AS DOUBLE))))",
+    "PRelu": "CASE WHEN {0} < 0 THEN {0} * {1} ELSE {0} END",
 }
 INT_EXPR: dict[str, str] = {
     "Add": "{0} + {1}", "Sub": "{0} - {1}", "Mul": "{0} * {1}", "Div": "{0} // {1}",
     "Pow": "pow({0}, {1})", "Neg": "-{0}", "Abs": "abs({0})",
+    "Sign": "sign({0})", "PRelu": "CASE WHEN {0} < 0 THEN {0} * {1} ELSE {0} END",
+    "BitwiseAnd": "{0} & {1}", "BitwiseOr": "{0} | {1}", "BitwiseXor": "xor({0}, {1})", "BitwiseNot": "~{0}",
 }
 ANY_EXPR: dict[str, str] = {
     "Equal": "{0} = {1}", "Less": "{0} < {1}", "LessOrEqual": "{0} <= {1}",
@@ -65,6 +73,13 @@ NUMERIC_FOLD: dict[str, Callable[..., np.ndarray]] = {
     "Sigmoid": lambda x: 1 / (1 + np.exp(-x)), "Relu": lambda x: np.maximum(x, 0),
     "Erf": _erf, "Floor": np.floor, "Ceil": np.ceil, "IsNaN": np.isnan, "IsInf": np.isinf,
     "Softplus": lambda x: np.log1p(np.exp(x)),
+    "Acos": np.arccos, "Asin": np.arcsin, "Atan": np.arctan, "Tan": np.tan, "Cosh": np.cosh,
+    "Sinh": np.sinh, "Acosh": np.arccosh, "Asinh": np.arcsinh, "Atanh": np.arctanh, "Sign": np.sign,
+    "Round": np.round, "Softsign": lambda x: x / (1 + np.abs(x)),
+    "HardSwish": lambda x: x * np.clip(x / 6 + 0.5, 0, 1), "Mish": lambda x: x * np.tanh(np.log1p(np.exp(x))),
+    "PRelu": lambda x, slope: np.where(x < 0, x * slope, x),
+    "BitwiseAnd": np.bitwise_and, "BitwiseOr": np.bitwise_or, "BitwiseXor": np.bitwise_xor,
+    "BitwiseNot": np.invert,
     "Equal": np.equal, "Less": np.less, "LessOrEqual": np.less_equal, "Greater": np.greater,
     "GreaterOrEqual": np.greater_equal, "And": np.logical_and, "Or": np.logical_or,
     "Xor": np.logical_xor, "Not": np.logical_not, "Where": np.where,
@@ -175,6 +190,13 @@ def apply(ctx: LowerContext, op: str, inputs: list[Value], dtype: np.dtype | Non
 @register(["IsInf"], since=10)
 @register(["Where"], since=9)
 @register(["Max", "Min", "Sum", "Mean"], since=8)
+@register(["Acos", "Asin", "Atan", "Tan"], since=7)
+@register(["Cosh", "Sinh", "Acosh", "Asinh", "Atanh", "Sign"], since=9)
+@register(["Softsign"], since=1)
+@register(["Round"], since=11)
+@register(["HardSwish"], since=14)
+@register(["PRelu"], since=7)
+@register(["Mish", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot"], since=18)
 def lower_elementwise(node: NodeView, ctx: LowerContext) -> list[Value]:
     inputs = [v for v in node.inputs if v is not None]
     return [apply(ctx, node.op_type, inputs)]

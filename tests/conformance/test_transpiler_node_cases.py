@@ -2,11 +2,11 @@
 matches the case's expected outputs (the onnx reference results) at the case's own tolerance."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import onnx2sql
-from node_cases import TRANSPILER_OPS, all_cases, cases_within, feeds_and_expected, uses_unsupported_type
+from node_cases import TRANSPILER_OPS, all_cases, assert_matches, cases_within, feeds_and_expected, \
+    uses_unsupported_type
 
 # Cases left out, each with its reason. Beyond these, every case whose graph uses float16, bfloat16,
 # float8, float4, int4/uint4, int2/uint2, string or complex tensors is left out (uses_unsupported_type):
@@ -29,13 +29,4 @@ def test_the_case_list_is_substantial() -> None:
 def test_node_case(name: str) -> None:
     case = all_cases()[name]
     feeds, expected = feeds_and_expected(case)
-    got = onnx2sql.run(case.model, feeds, chunk_size=4)
-    assert list(got) == list(expected)
-    for key, want in expected.items():
-        have = got[key]
-        assert have.shape == want.shape, f"{key}: shape {have.shape} != {want.shape}"
-        assert have.dtype == want.dtype, f"{key}: dtype {have.dtype} != {want.dtype}"
-        if want.dtype.kind in "fc":
-            np.testing.assert_allclose(have, want, rtol=max(case.rtol, 1e-5), atol=max(case.atol, 1e-6), err_msg=key)
-        else:
-            np.testing.assert_array_equal(have, want, err_msg=key)
+    assert_matches(case, onnx2sql.run(case.model, feeds, chunk_size=4), expected)
