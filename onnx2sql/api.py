@@ -13,7 +13,7 @@ import onnx
 from tqdm import tqdm
 
 from onnx2sql.emit.program import Program
-from onnx2sql.emit.sql import comment_text, quote_ident
+from onnx2sql.emit.sql import comment_text, quote_ident, sql_type
 from onnx2sql.errors import InputError, UnsupportedOpError
 from onnx2sql.graph.load import load_model
 from onnx2sql.graph.visitor import DEFAULT_CHUNK, lower_model
@@ -165,7 +165,6 @@ def _schema_script(program: Program) -> str:
         value = Runtime(w.table, w.array.dtype, as_shape(w.array.shape))
         lines.append(f"-- {w.table}: {describe_layout(value, program.chunk)}; {comment_text(w.comment)}")
         lead = "".join(f"i{k} INTEGER, " for k in range(max(w.array.ndim - 1, 0)))
-        from onnx2sql.emit.sql import sql_type
         lines.append(f"CREATE TABLE {quote_ident(w.table)} ({lead}c INTEGER, v {sql_type(w.array.dtype)}[]);")
     return "\n".join(lines) + "\n"
 

@@ -44,7 +44,3 @@ class InputError(Onnx2SqlError):
 
 class ModelError(Onnx2SqlError):
     """The model file is missing, unreadable or malformed."""
-
-
-class NotBuiltError(Onnx2SqlError):
-    """A subcommand that this version of onnx2sql does not provide yet."""

@@ -27,10 +27,6 @@ def as_shape(dims: Iterable[object]) -> Shape:
     return tuple(as_dim(d) for d in dims)
 
 
-def is_static(dim: Dim) -> bool:
-    return bool(as_dim(dim).is_Integer)
-
-
 def static_value(dim: Dim) -> int | None:
     dim = as_dim(dim)
     return int(dim) if dim.is_Integer else None

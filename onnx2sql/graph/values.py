@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import sympy
 
-from onnx2sql.graph.symbolic import Shape, as_dim, as_shape
+from onnx2sql.graph.symbolic import Shape, as_shape
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,7 +89,3 @@ def _to_python(x: object) -> object:
     if isinstance(x, sympy.Basic):
         return int(x) if x.is_Integer else float(x)
     return x
-
-
-def dim(x: object) -> sympy.Expr:
-    return as_dim(x)

@@ -78,7 +78,11 @@ class Generator:
             config["memory_limit"] = f"{parse_size(memory_limit, '--memory-limit')}b"
         self.con, self.program = open_database(self.db_path, self.folder.path / "model.onnx", config)
         self.session = Session(self.con, self.program)
-        self.pairs = _present_to_past(self.program)
+        pairs = _present_to_past(self.program)
+        tables = {s.name: s.table for s in self.program.inputs} | {s.name: s.table for s in self.program.outputs}
+        # Worked out once: which present table becomes which past table after each step.
+        self.cache_renames = [(tables[present], tables[past]) for present, past in pairs.items()]
+        self.past_inputs = frozenset(pairs.values())
         logits = next((o for o in self.program.outputs if o.name == "logits"), None)
         if logits is None:
             raise InputError(f"{str(self.folder.path)!r}: the model has no 'logits' output")
@@ -163,8 +167,7 @@ class Generator:
                 heads, head_dim = int(spec.shape[1]), int(spec.shape[3])
                 arrays[spec.name] = np.broadcast_to(np.float32(0), (1, heads, past, head_dim))
         self.session.bind(arrays)
-        past_names = frozenset(self.pairs.values())
-        self.session.load_inputs(arrays, skip=frozenset() if first else past_names)
+        self.session.load_inputs(arrays, skip=frozenset() if first else self.past_inputs)
         self.session.execute()
 
     def _last_logits(self, seq: int) -> np.ndarray:
@@ -183,10 +186,9 @@ class Generator:
 
     def _promote_presents(self) -> None:
         """present.* tables become the next step's past_key_values.* tables, renamed in place."""
-        tables = {s.name: s.table for s in self.program.inputs} | {s.name: s.table for s in self.program.outputs}
-        for present, past in self.pairs.items():
-            self.con.execute(f"DROP TABLE IF EXISTS temp.main.{quote_ident(tables[past])}")
-            self.con.execute(f"ALTER TABLE temp.main.{quote_ident(tables[present])} RENAME TO {quote_ident(tables[past])}")
+        for present, past in self.cache_renames:
+            self.con.execute(f"DROP TABLE IF EXISTS temp.main.{quote_ident(past)}")
+            self.con.execute(f"ALTER TABLE temp.main.{quote_ident(present)} RENAME TO {quote_ident(past)}")
 
 
 def _present_to_past(program: Program) -> dict[str, str]:
