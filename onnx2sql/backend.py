@@ -40,7 +40,7 @@ class Onnx2SqlRep(BackendRep):
         self._con = connect() if self._program is not None else None
         if self._program is not None:
             for weight in self._program.weights:
-                write_table(self._con, weight.table, weight.array, self._program.chunk)
+                write_table(self._con, weight.table, weight.array, weight.chunk)
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[Any, ...]:
         """Outputs in graph order for inputs given as a list (graph order, initializers left out),

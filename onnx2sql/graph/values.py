@@ -1,6 +1,7 @@
 """What a graph value is at compile time: known now (folded) or computed by the database."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,8 +72,14 @@ def shape_of(value: Value) -> Shape:
 
 def _simplify(x: object) -> object:
     if isinstance(x, sympy.Basic):
-        return sympy.simplify(x) if not x.is_Atom else x
+        return _simplified(x) if not x.is_Atom else x
     return x
+
+
+@functools.lru_cache(maxsize=4096)
+def _simplified(x: sympy.Basic) -> sympy.Basic:
+    # Every layer repeats the same shape arithmetic; simplify is the slow part of lowering.
+    return sympy.simplify(x)
 
 
 def _is_number(x: object) -> bool:

@@ -3,7 +3,7 @@ the context it emits statements and weight tables into."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import onnx
@@ -52,6 +52,7 @@ class WeightTable:
     table: str
     array: np.ndarray
     comment: str
+    chunk: int  # elements per chunk of the last axis; the whole axis for rows a MatMul reads whole
 
 
 class NodeView:
@@ -121,11 +122,15 @@ class LowerContext:
     """Collects the statements and weight tables a graph lowers to."""
 
     chunk: int
+    graph_outputs: frozenset[str] = frozenset()  # ONNX names of the graph's outputs
     statements: list[Statement] = field(default_factory=list)
     weights: list[WeightTable] = field(default_factory=list)
     node_label: str = ""
     _counter: int = 0
+    # Recipes of elementwise statements by table, for fusion (onnx2sql/ops/fusion.py).
+    elementwise: dict[str, object] = field(default_factory=dict)
     _weight_cache: dict[tuple[int, str], Runtime] = field(default_factory=dict)
+    _weight_parts: dict[tuple[int, str], list[Runtime]] = field(default_factory=dict)
     # The cache is keyed by id(): its values stay referenced so that no id is reused by another value.
     _cached_values: list[Known] = field(default_factory=list)
 
@@ -165,18 +170,41 @@ class LowerContext:
             self._weight_cache[key] = self.add_weight(np.ascontiguousarray(arr), "transposed (last two axes swapped)")
         return self._weight_cache[key]
 
-    def add_weight(self, array: np.ndarray, note: str) -> Runtime:
+    def weight_rows(self, value: Known, transpose: bool, bounds: Sequence[int]) -> list[Runtime]:
+        """A matrix (transposed first when asked) stored with each row whole, one chunk of all its
+        elements, as one table per range of rows bounds[p]:bounds[p+1] with row indexes counted from
+        the range's start: the layout in which a matrix product reads a known B as rows of K."""
+        key = (id(value), f"rows{'T' if transpose else ''}{list(bounds)}")
+        if key not in self._weight_parts:
+            self._cached_values.append(value)
+            arr = value.array.astype(value.dtype)
+            arr = arr.T if transpose else arr
+            note = "whole rows" + (" of the transpose" if transpose else "")
+            self._weight_parts[key] = [
+                self.add_weight(np.ascontiguousarray(arr[lo:hi]), f"{note}, rows {lo}..{hi - 1}",
+                                chunk=max(arr.shape[-1], 1))
+                for lo, hi in zip(bounds[:-1], bounds[1:])
+            ]
+        return self._weight_parts[key]
+
+    def add_weight(self, array: np.ndarray, note: str, chunk: int | None = None) -> Runtime:
         table = self._new_name("w")
         out = Runtime(table, array.dtype, as_shape(array.shape))
-        self.weights.append(WeightTable(table, array, f"{note}; used by {self.node_label}"))
+        self.weights.append(WeightTable(table, array, f"{note}; used by {self.node_label}", chunk or self.chunk))
         return out
 
     def emit(self, template: str, dtype: np.dtype, shape: Shape, **params: object) -> Runtime:
         """Render one statement that creates a new tensor table; returns the tensor."""
+        reads = tuple(sorted({r.name for r in _table_refs(params.values())}))
+        return self.emit_rendered(
+            dtype, shape, lambda ref: (render(template, N=self.chunk, out=ref, sql_dim=to_sql, **params), reads))
+
+    def emit_rendered(self, dtype: np.dtype, shape: Shape,
+                      build: Callable[[TableRef], tuple[str, tuple[str, ...]]]) -> Runtime:
+        """One statement from `build`, which gives the SQL and the tables read for the output's ref."""
         out = Runtime(self._new_name("t"), np.dtype(dtype), tuple(shape))
         ref = self.table_ref(out)
-        reads = tuple(sorted({r.name for r in _table_refs(params.values())}))
-        sql = render(template, N=self.chunk, out=ref, sql_dim=to_sql, **params)
+        sql, reads = build(ref)
         comment = f"{out.table} <- {self.node_label}: {describe_layout(out, self.chunk)}"
         self.statements.append(Statement(out.table, sql, comment, reads))
         return out

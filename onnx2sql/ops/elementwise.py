@@ -14,7 +14,8 @@ import onnx.helper
 import sympy
 
 from onnx2sql.graph.values import Known, Runtime, Value, shape_of
-from onnx2sql.ops.broadcast import broadcast_shapes, plan_broadcast
+from onnx2sql.ops.broadcast import broadcast_shapes
+from onnx2sql.ops.fusion import Recipe, emit_recipe
 from onnx2sql.ops.context import LowerContext, LoweringProblem, NodeView
 from onnx2sql.ops.registry import register
 
@@ -154,16 +155,11 @@ def fold(op: str, values: list[Known], dtype: np.dtype) -> Known | None:
 def emit_elementwise(ctx: LowerContext, op: str, inputs: list[Value], dtype: np.dtype,
                      expr: str | None = None) -> Runtime:
     """One statement that applies `expr` (default: the op's) to broadcast inputs."""
-    refs = [ctx.ref(v) for v in inputs]
+    refs = tuple(ctx.ref(v) for v in inputs)
     out_shape = broadcast_shapes([shape_of(v) for v in inputs])
-    plan = plan_broadcast(refs, out_shape)
     template = expr if expr is not None else element_expression(op, [v.dtype for v in inputs])
-    body = template.format(*plan.elements)
-    return ctx.emit(
-        "elementwise/map.sql.j2", dtype, out_shape,
-        inputs=refs, lead=plan.lead, chunk=plan.chunk, driver=plan.driver,
-        expr=body, conditions=plan.conditions,
-    )
+    return emit_recipe(ctx, Recipe(refs, lambda elements: template.format(*elements), np.dtype(dtype), out_shape,
+                                   ctx.node_label))
 
 
 def apply(ctx: LowerContext, op: str, inputs: list[Value], dtype: np.dtype | None = None) -> Value:
@@ -211,6 +207,8 @@ def lower_cast(node: NodeView, ctx: LowerContext) -> list[Value]:
         raise node.fail("saturate=0 is only defined for float8 types")
     if isinstance(value, Known):
         return [_fold_cast(value, target)]
+    if value.dtype == target:
+        return [value]  # the same table: a cast to its own type changes nothing
     return [emit_elementwise(ctx, "Cast", [value], target, expr=cast_expression(value.dtype, target))]
 
 

@@ -1,9 +1,10 @@
-"""MatMul and Gemm: dot products of chunk lists joined on the chunk of the inner axis K.
+"""MatMul and Gemm: dot products of rows of the inner axis K.
 
 Both operands are read as rows of K: A as rows (batch..., m) and B transposed as rows
-(batch..., n), each chunked over K. Then C[..., m, n] = sum over chunks c of
-list_dot_product(A[..., m, c], Bt[..., n, c]). A known B is stored transposed at compile time;
-a computed B is transposed by one statement.
+(batch..., n). A known matrix B (a layer's weights) is stored transposed at compile time with
+each row whole, so C[..., m, n] is one list_dot_product per output element, spread over threads
+by splitting B's rows into ranges. A computed B is transposed by one statement, both operands stay
+chunked over K, and C[..., m, n] = sum over chunks c of list_dot_product(A[..., m, c], Bt[..., n, c]).
 """
 from __future__ import annotations
 
@@ -49,10 +50,26 @@ def check_inner(k_a: Dim, k_b: Dim) -> None:
         raise ShapeError(f"inner dimensions {a} and {b} of a matrix product differ")
 
 
-def product(ctx: LowerContext, a: Operand, bt: Operand, k: Dim, out_shape: Shape, dtype: np.dtype) -> Value:
+# Ranges of a known B's rows, each read by its own UNION ALL branch: one per core of the machines
+# measured (2). More branches only add their fixed cost (4 matched 2 at 128 rows of A and lost at
+# one row), and a small B is not split at all.
+ROW_PARTS = 2
+MIN_ROWS_PER_PART = 64
+
+
+# A graph output computed by a product with a known B (a language model's logits) holds only the
+# rows whose second-to-last index is at least this DuckDB variable, when it is set: generation
+# reads the last position alone and skips the head's work for the rest of a prompt.
+OUTPUT_ROWS_FROM = "onnx2sql_output_rows_from"
+
+
+def product(ctx: LowerContext, a: Operand, bt: Operand, k: Dim, out_shape: Shape, dtype: np.dtype,
+            graph_output: bool = False) -> Value:
     """A @ B for A as rows of K (rank >= 1) and B transposed as rows of K (rank >= 1)."""
     if static_value(k) == 0:
         return _zeros(out_shape, dtype)
+    if _is_weight_matrix(bt.value) and np.dtype(dtype).kind == "f":
+        return _product_with_weight_rows(ctx, a.rows(ctx), bt, out_shape, dtype, graph_output)
     a_ref, bt_ref = a.rows(ctx), bt.rows(ctx)
     batch = out_shape[:len(out_shape) - (a_ref.rank >= 2) - (bt_ref.rank >= 2)]
     lead, conditions = _batch_join(a_ref, bt_ref, batch)
@@ -61,6 +78,25 @@ def product(ctx: LowerContext, a: Operand, bt: Operand, k: Dim, out_shape: Shape
         "matmul/product.sql.j2", dtype, out_shape,
         a=a_ref, bt=bt_ref, lead=lead, group=[e for e in lead if e != "0"],
         conditions=["a.c = b.c"] + conditions,
+    )
+
+
+def _is_weight_matrix(value: Value) -> bool:
+    return isinstance(value, Known) and not value.symbolic and value.rank == 2
+
+
+def _product_with_weight_rows(ctx: LowerContext, a_ref: TableRef, bt: Operand, out_shape: Shape,
+                              dtype: np.dtype, graph_output: bool) -> Value:
+    """A @ B for a known matrix B, stored as whole rows of K (see the module note)."""
+    rows, cols = (int(static_value(d)) for d in bt.value.shape)
+    n, k = (cols, rows) if bt.swap else (rows, cols)
+    count = max(1, min(ROW_PARTS, n // MIN_ROWS_PER_PART))
+    bounds = [n * p // count for p in range(count + 1)]
+    tables = [ctx.table_ref(t) for t in ctx.weight_rows(bt.value, transpose=bt.swap, bounds=bounds)]
+    return ctx.emit(
+        "matmul/rows_product.sql.j2", dtype, out_shape,
+        a=a_ref, a_whole=k <= ctx.chunk, parts=list(zip(bounds[:-1], tables)),
+        rows_from=OUTPUT_ROWS_FROM if graph_output and a_ref.lead >= 1 else None,
     )
 
 
@@ -106,7 +142,7 @@ def lower_matmul(node: NodeView, ctx: LowerContext) -> list[Value]:
     if arrays is not None:
         return [Known.of(np.matmul(*arrays), a.dtype)]
     return [product(ctx, Operand(a, swap=False), Operand(b, swap=b.rank >= 2), shape_of(a)[-1], out_shape,
-                    a.dtype)]
+                    a.dtype, graph_output=node.node.output[0] in ctx.graph_outputs)]
 
 
 # ---------------------------------------------------------------- Gemm

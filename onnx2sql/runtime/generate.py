@@ -12,13 +12,17 @@ from typing import Callable
 
 import numpy as np
 
+from onnx2sql.api import written_by_older_version
 from onnx2sql.emit.program import Program
 from onnx2sql.emit.sql import quote_ident, render
 from onnx2sql.errors import InputError
+from onnx2sql.graph.symbolic import evaluate
 from onnx2sql.ops.context import LowerContext
+from onnx2sql.ops.matmul import OUTPUT_ROWS_FROM
 from onnx2sql.runtime.session import Session
 from onnx2sql.runtime.text import ModelFolder
 from onnx2sql.sizes import parse_size
+from onnx2sql.storage.tables import read_table
 
 PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
 
@@ -68,6 +72,9 @@ class Generator:
                  progress: bool = True):
         self.folder = ModelFolder.open(model_dir)
         self.db_path = Path(db) if db else default_db(self.folder.path)
+        if self.db_path == default_db(self.folder.path) and self.db_path.exists() \
+                and written_by_older_version(self.db_path):
+            self.db_path.unlink()  # the model folder's own database: compiled again below
         if not self.db_path.exists():
             compile_database(self.folder.path / "model.onnx", self.db_path, progress,
                              own_folder=self.db_path == default_db(self.folder.path))
@@ -167,12 +174,16 @@ class Generator:
                 heads, head_dim = int(spec.shape[1]), int(spec.shape[3])
                 arrays[spec.name] = np.broadcast_to(np.float32(0), (1, heads, past, head_dim))
         self.session.bind(arrays)
+        # Only the last position's logits are read: the head skips the prompt's other rows.
+        self.con.execute(f"SET VARIABLE {OUTPUT_ROWS_FROM} = {n - 1}")
         self.session.load_inputs(arrays, skip=frozenset() if first else self.past_inputs)
         self.session.execute()
 
     def _last_logits(self, seq: int) -> np.ndarray:
-        logits = self.session.read("logits", self.session.bindings)
-        return logits[0, seq - 1]
+        spec = next(s for s in self.program.outputs if s.name == "logits").runtime()
+        vocab = int(evaluate(spec.shape[-1], self.session.bindings))
+        return read_table(self.con, spec.table, spec.rank, (vocab,), spec.dtype,
+                          where=f"i0 = 0 AND i1 = {int(seq - 1)}")
 
     def _choose(self, position: int, sampling: Sampling, rng: np.random.Generator) -> int:
         if sampling.greedy:

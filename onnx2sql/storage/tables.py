@@ -51,10 +51,11 @@ def write_table(con: duckdb.DuckDBPyConnection, table: str, array: np.ndarray, c
 
 
 def read_table(con: duckdb.DuckDBPyConnection, table: str, rank: int, shape: tuple[int, ...],
-               dtype: np.dtype) -> np.ndarray:
-    """A dense tensor table back into an array; checks that every element is there."""
+               dtype: np.dtype, where: str = "TRUE") -> np.ndarray:
+    """A dense tensor table (or the rows matching `where`, a trusted SQL condition) back into an
+    array of `shape`; checks that every element is there."""
     order = ", ".join([f"i{k}" for k in range(max(rank - 1, 0))] + ["c"])
-    result = con.sql(f"SELECT v FROM {quote_ident(table)} ORDER BY {order}").to_arrow_table()
+    result = con.sql(f"SELECT v FROM {quote_ident(table)} WHERE {where} ORDER BY {order}").to_arrow_table()
     values = result.column("v").combine_chunks()
     flat = values.flatten().to_numpy(zero_copy_only=False) if len(values) else np.zeros(0)
     expected = int(np.prod(shape, dtype=np.int64))

@@ -41,6 +41,9 @@ MATMUL_SHAPES = [
     pytest.param((3, 4), (4, 0), id="empty-columns"),
     pytest.param((3, 0), (0, 5), id="empty-inner"),
     pytest.param((2, 0, 9), (9, 5), id="empty-batch-rows"),
+    # A known B of >= 128 rows is read by two UNION ALL branches over ranges of its rows.
+    pytest.param((2, 3, 17), (17, 131), id="b-rows-split-unevenly"),
+    pytest.param((4, 9), (9, 128), id="b-rows-split-evenly"),
 ]
 
 
@@ -128,3 +131,31 @@ def test_gemm_dynamic_a(a_shape: tuple, b_shape: tuple, c_shape: tuple | None, a
     constants = {"b": b} | ({"c": f32(*c_shape)} if c_shape is not None else {})
     model = node_model("Gemm", {"a": a}, constants=constants, dynamic=["a"], **attrs)
     assert_parity(model, {"a": a}, **TOL)
+
+
+def test_graph_output_rows_from_variable() -> None:
+    """With the output-rows variable set, a product with a known B that is a graph output holds only
+    the rows of A's last leading index from that value on; unset, it holds every row."""
+    from onnx2sql.graph.visitor import lower_model
+    from onnx2sql.ops.matmul import OUTPUT_ROWS_FROM
+    from onnx2sql.runtime.session import Session, connect
+    from onnx2sql.storage.tables import read_table, write_table
+
+    a, b = f32(2, 5, 9), f32(9, 7)
+    program = lower_model(node_model("MatMul", {"a": a}, constants={"b": b}), chunk=4)
+    con = connect()
+    for weight in program.weights:
+        write_table(con, weight.table, weight.array, weight.chunk)
+    session = Session(con, program)
+    out = program.outputs[0].runtime()
+
+    session.bind({"a": a})
+    session.load_inputs({"a": a})
+    session.execute()
+    np.testing.assert_allclose(read_table(con, out.table, 3, (2, 5, 7), np.dtype(np.float32)), a @ b, **TOL)
+
+    con.execute(f"SET VARIABLE {OUTPUT_ROWS_FROM} = 3")
+    session.execute()
+    kept = read_table(con, out.table, 3, (2, 2, 7), np.dtype(np.float32), where="TRUE")
+    np.testing.assert_allclose(kept, (a @ b)[:, 3:], **TOL)
+    con.close()

@@ -97,6 +97,37 @@ def test_database_of_another_model(tiny_llama3_dir: Path, tmp_path: Path) -> Non
         Generator(other, db=db)
 
 
+def _mark_as_format(db: Path, version: str) -> None:
+    import duckdb
+
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE onnx2sql_meta SET value = ? WHERE key = 'format'", [version])
+    con.close()
+
+
+def test_database_of_an_older_format(tiny_llama3_dir: Path, tmp_path: Path) -> None:
+    """The model folder's own database is compiled again when an older onnx2sql wrote it; a database
+    the user named is refused with the reason instead of being overwritten."""
+    from onnx2sql.api import FORMAT_VERSION, written_by_older_version
+
+    folder = tmp_path / "tiny"
+    shutil.copytree(tiny_llama3_dir, folder, ignore=shutil.ignore_patterns("sql", "hf"))
+    own = folder / "sql" / "model.duckdb"
+    Generator(folder, progress=False).close()
+    _mark_as_format(own, "0")
+    assert written_by_older_version(own)
+    with Generator(folder, progress=False) as gen:
+        assert gen.generate_ids([315, 7], 2).token_ids
+    assert not written_by_older_version(own)
+
+    named = tmp_path / "named.duckdb"
+    Generator(folder, db=named, progress=False).close()
+    _mark_as_format(named, "0")
+    with pytest.raises(onnx2sql.InputError, match="was not written by this version of onnx2sql"):
+        Generator(folder, db=named)
+    assert FORMAT_VERSION != "0"
+
+
 def test_database_locked_by_another_process(generator, tiny_llama3_dir: Path, tmp_path: Path) -> None:
     db = tmp_path / "locked.duckdb"
     Generator(tiny_llama3_dir, db=db, progress=False).close()
