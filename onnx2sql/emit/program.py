@@ -47,12 +47,14 @@ class Program:
         self.drops = _last_uses(self)
         return self
 
-    def executable(self) -> list[str]:
-        """The statements as DuckDB executes them, drops included."""
+    def executable(self, drop: bool = True) -> list[str]:
+        """The statements as DuckDB executes them, with each table dropped after its last use
+        unless `drop` is false (the tables then stay until replaced or dropped by the caller)."""
         sqls: list[str] = []
         for stmt, drops in zip(self.statements, self.drops):
             sqls.append(f"CREATE OR REPLACE TEMP TABLE {quote_ident(stmt.table)} AS\n{stmt.sql}")
-            sqls += [f"DROP TABLE IF EXISTS {quote_ident(t)}" for t in drops]
+            if drop:
+                sqls += [f"DROP TABLE IF EXISTS {quote_ident(t)}" for t in drops]
         return sqls
 
     def script(self) -> str:

@@ -76,8 +76,9 @@ class Session:
                 write_table(self.con, spec.table, np.ascontiguousarray(arrays[spec.name]), self.program.chunk,
                             temporary=True)
 
-    def execute(self) -> None:
-        for k, sql in enumerate(self.program.executable()):
+    def execute(self, drop: bool = True) -> None:
+        """Run the program; `drop=False` keeps its intermediate tables (see Program.executable)."""
+        for k, sql in enumerate(self.program.executable(drop)):
             if self.trace:
                 print(f"-- [{k}]\n{sql}", file=sys.stderr)
             self.con.execute(sql)
