@@ -73,7 +73,18 @@ def format_table(result: dict[str, Any]) -> str:
     text += format_agreement(result["agreement"])
     if result.get("memory_capped"):
         text += format_capped(result["memory_capped"])
+    text += format_targets(result.get("targets", {}))
     return "\n".join(text)
+
+
+def format_targets(targets: dict[str, Any]) -> list[str]:
+    verdict = {True: "met", False: "MISSED", None: "not measured"}
+    lines = []
+    for name, t in targets.items():
+        value = t["value"]
+        shown = _number(value, 3) if isinstance(value, (int, float)) else str(value)
+        lines.append(f"target {name} ({t['want']}): {shown}: {verdict[t['met']]}")
+    return lines
 
 
 def _title(result: dict[str, Any]) -> str:

@@ -142,8 +142,41 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "agreement": agreement(engines, config.prompt_lens),
         "memory_capped": capped_runs(config, options, prompts, weights) if config.memory_cap_bytes else None,
     }
+    result["targets"] = speed_targets(result)
     result["machine"]["load_average_after"] = list(os.getloadavg())
     return result
+
+
+# The speed targets DuckDB is held to: decode at least this fraction of onnxruntime's tokens/s, a
+# first token for a prompt of TTFT_PROMPT tokens within this multiple of onnxruntime's, and under
+# the memory cap faster than every other engine that finishes.
+DECODE_RATIO_TARGET = 0.15
+TTFT_RATIO_TARGET = 40.0
+TTFT_PROMPT = 128
+
+
+def speed_targets(result: dict[str, Any]) -> dict[str, Any]:
+    """Each target with the measured value and whether it is met (None: not measured in this run)."""
+    ratio = result.get("ratios", {}).get(f"duckdb/{REFERENCE}", {})
+    decode = ratio.get("decode_tokens_per_s")
+    ttft = ratio.get("ttft_s", {}).get(str(TTFT_PROMPT), ratio.get("ttft_s", {}).get(TTFT_PROMPT))
+    targets: dict[str, Any] = {
+        "decode_ratio": {"want": f">= {DECODE_RATIO_TARGET}", "value": decode,
+                         "met": None if decode is None else decode >= DECODE_RATIO_TARGET},
+        f"ttft_ratio_prompt_{TTFT_PROMPT}": {"want": f"<= {TTFT_RATIO_TARGET}", "value": ttft,
+                                            "met": None if ttft is None else ttft <= TTFT_RATIO_TARGET},
+    }
+    capped = (result.get("memory_capped") or {}).get("engines", {})
+    finished = {n: e.get("decode_tokens_per_s") for n, e in capped.items() if e.get("finished")}
+    if "duckdb" in capped:
+        others = {n: v for n, v in finished.items() if n != "duckdb"}
+        fastest = "duckdb" in finished and all((finished["duckdb"] or 0) > (v or 0) for v in others.values())
+        targets["capped_fastest"] = {"want": "duckdb finishes with the highest decode tokens/s", "value": finished,
+                                     "met": fastest}
+    else:
+        targets["capped_fastest"] = {"want": "duckdb finishes with the highest decode tokens/s", "value": None,
+                                     "met": None}
+    return targets
 
 
 def make_prompts(folder: Any, lengths: list[int], new_tokens: int) -> dict[int, list[int]]:

@@ -93,3 +93,25 @@ def test_a_process_over_the_cap_is_killed_and_reported() -> None:
         assert result.returncode == -9 and cap.oom_kills() == 1
     finally:
         cap.remove()
+
+
+def _result(decode: float, ttft_128: float, capped: dict) -> dict:
+    return {"ratios": {"duckdb/onnxruntime": {"decode_tokens_per_s": decode, "ttft_s": {"128": ttft_128}}},
+            "memory_capped": {"engines": capped}}
+
+
+def test_speed_targets_judge_each_figure() -> None:
+    from onnx2sql.bench.runner import speed_targets
+
+    capped = {"duckdb": {"finished": True, "decode_tokens_per_s": 0.3},
+              "onnxruntime": {"finished": False},
+              "llama.cpp": {"finished": True, "decode_tokens_per_s": 0.27}}
+    met = speed_targets(_result(0.15, 40.0, capped))
+    assert [met[k]["met"] for k in ("decode_ratio", "ttft_ratio_prompt_128", "capped_fastest")] == [True] * 3
+
+    capped["llama.cpp"]["decode_tokens_per_s"] = 0.31
+    missed = speed_targets(_result(0.149, 40.1, capped))
+    assert [missed[k]["met"] for k in ("decode_ratio", "ttft_ratio_prompt_128", "capped_fastest")] == [False] * 3
+
+    unmeasured = speed_targets({"ratios": {}, "memory_capped": None})
+    assert all(t["met"] is None for t in unmeasured.values())
