@@ -14,7 +14,7 @@ from onnx2sql.errors import ModelError, NodeProblem, Onnx2SqlError, UnsupportedO
 from onnx2sql.graph.load import initializer_array, model_opsets
 from onnx2sql.graph.symbolic import Dim, as_dim, dim_to_text, make_symbol
 from onnx2sql.graph.values import Known, Runtime, Value
-from onnx2sql.ops.fusion import fuse_elementwise
+from onnx2sql.ops.fusion import drop_unread, fuse_elementwise
 from onnx2sql.ops.context import DataDependentInput, LowerContext, LoweringProblem, NodeView
 from onnx2sql.ops.registry import find_lowering, op_version
 
@@ -67,7 +67,9 @@ def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK,
             raise ModelError(f"graph output {out.name!r} is produced by no node")
         ctx.node_label = f"graph output {comment_text(out.name)}"
         outputs_spec.append(_spec(out.name, ctx.runtime(values[out.name])))
-    fuse_elementwise(ctx, keep={spec.table for spec in inputs + outputs_spec})
+    keep = {spec.table for spec in inputs + outputs_spec}
+    fuse_elementwise(ctx, keep)
+    drop_unread(ctx, keep)
     program = Program(chunk, inputs, outputs_spec, symbols, ctx.statements, weights=ctx.weights)
     return program.finish()
 

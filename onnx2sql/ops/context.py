@@ -127,6 +127,9 @@ class LowerContext:
     weights: list[WeightTable] = field(default_factory=list)
     node_label: str = ""
     _counter: int = 0
+    # Tables that are another table with its last two axes swapped (attention's K transposed): a
+    # matrix product, which reads B with those axes swapped back, reads the original instead.
+    swapped: dict[str, Runtime] = field(default_factory=dict)
     # Recipes of elementwise statements by table, for fusion (onnx2sql/ops/fusion.py).
     elementwise: dict[str, object] = field(default_factory=dict)
     _weight_cache: dict[tuple[int, str], Runtime] = field(default_factory=dict)

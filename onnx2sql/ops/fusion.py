@@ -109,3 +109,13 @@ def fuse_elementwise(ctx: LowerContext, keep: set[str]) -> None:
             stmt.comment = f"{stmt.comment} (fused: {fused.label})"
     ctx.statements[:] = [s for s in ctx.statements if s.table not in removed]
 
+
+def drop_unread(ctx: LowerContext, keep: set[str]) -> None:
+    """Remove statements whose tables nothing reads (a Transpose a MatMul bypassed), repeatedly."""
+    while True:
+        read = {name.strip('"') for stmt in ctx.statements for name in stmt.reads}
+        kept = [s for s in ctx.statements if s.table in read or s.table in keep]
+        if len(kept) == len(ctx.statements):
+            return
+        ctx.statements[:] = kept
+

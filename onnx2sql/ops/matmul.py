@@ -39,6 +39,8 @@ def swap_last_axes(ctx: LowerContext, value: Value) -> Runtime:
     """The value with its last two axes swapped: a known one at compile time, else one statement."""
     if isinstance(value, Known) and not value.symbolic:
         return ctx.transposed_weight(value)
+    if isinstance(value, Runtime) and value.table in ctx.swapped:
+        return ctx.swapped[value.table]
     shape = shape_of(value)
     perm = list(range(len(shape) - 2)) + [len(shape) - 1, len(shape) - 2]
     return emit_remap(ctx, value, tuple(shape[p] for p in perm), Remap([f"i{p}" for p in perm], elements=True))
@@ -74,10 +76,11 @@ def product(ctx: LowerContext, a: Operand, bt: Operand, k: Dim, out_shape: Shape
     batch = out_shape[:len(out_shape) - (a_ref.rank >= 2) - (bt_ref.rank >= 2)]
     lead, conditions = _batch_join(a_ref, bt_ref, batch)
     lead += [f"{alias}.i{t.rank - 2}" for alias, t in (("a", a_ref), ("b", bt_ref)) if t.rank >= 2]
+    single = static_value(k) is not None and static_value(k) <= ctx.chunk
     return ctx.emit(
         "matmul/product.sql.j2", dtype, out_shape,
-        a=a_ref, bt=bt_ref, lead=lead, group=[e for e in lead if e != "0"],
-        conditions=["a.c = b.c"] + conditions,
+        a=a_ref, bt=bt_ref, lead=lead, group=[e for e in lead if e != "0"], conditions=conditions,
+        whole=np.dtype(dtype).kind == "f", a_single=single, b_single=single,
     )
 
 

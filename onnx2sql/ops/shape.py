@@ -368,7 +368,10 @@ def lower_transpose(node: NodeView, ctx: LowerContext) -> list[Value]:
         plan = Remap([f"i{p}" for p in perm[:-1]] + ["c"])
     else:
         plan = Remap([f"i{p}" for p in perm], elements=True)
-    return [emit_remap(ctx, value, out_shape, plan)]
+    out = emit_remap(ctx, value, out_shape, plan)
+    if rank >= 2 and perm == list(range(rank - 2)) + [rank - 1, rank - 2]:
+        ctx.swapped[out.table] = ctx.runtime(value)  # a MatMul reading `out` as B can read `value`
+    return [out]
 
 
 # ---------------------------------------------------------------------------------------------

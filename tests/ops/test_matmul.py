@@ -159,3 +159,21 @@ def test_graph_output_rows_from_variable() -> None:
     kept = read_table(con, out.table, 3, (2, 2, 7), np.dtype(np.float32), where="TRUE")
     np.testing.assert_allclose(kept, (a @ b)[:, 3:], **TOL)
     con.close()
+
+
+@pytest.mark.parametrize("k_used_elsewhere", [False, True], ids=["only-matmul", "also-output"])
+def test_transpose_feeding_matmul_is_read_untransposed(k_used_elsewhere: bool) -> None:
+    """Attention's Q @ K^T: B is a Transpose of the last two axes, which MatMul would swap back.
+    The product reads K itself; the Transpose statement is gone unless something else reads it."""
+    import onnx.helper as oh
+    from harness import graph_model
+    from onnx2sql.graph.visitor import lower_model
+
+    q, k = f32(2, 3, 5, 9), f32(2, 3, 7, 9)
+    nodes = [oh.make_node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]),
+             oh.make_node("MatMul", ["q", "kt"], ["y"])]
+    outputs = ["y", "kt"] if k_used_elsewhere else ["y"]
+    model = graph_model(nodes, {"q": q, "k": k}, outputs)
+    assert_parity(model, {"q": q, "k": k}, **TOL)
+    comments = [s.comment for s in lower_model(model, chunk=4).statements]
+    assert sum("Transpose" in c for c in comments) == int(k_used_elsewhere), comments
