@@ -3,8 +3,10 @@
 Both operands are read as rows of K: A as rows (batch..., m) and B transposed as rows
 (batch..., n). A known matrix B (a layer's weights) is stored transposed at compile time with
 each row whole, so C[..., m, n] is one list_dot_product per output element, spread over threads
-by splitting B's rows into ranges. A computed B is transposed by one statement, both operands stay
-chunked over K, and C[..., m, n] = sum over chunks c of list_dot_product(A[..., m, c], Bt[..., n, c]).
+by splitting B's rows into ranges. A computed B is transposed by one statement (unless it is a
+Transpose of the last two axes, whose source is read instead); for float types both operands'
+chunks are then joined into whole rows of K, and for other types C[..., m, n] = sum over chunks c
+of the products of A[..., m, c] and Bt[..., n, c].
 """
 from __future__ import annotations
 
@@ -76,11 +78,11 @@ def product(ctx: LowerContext, a: Operand, bt: Operand, k: Dim, out_shape: Shape
     batch = out_shape[:len(out_shape) - (a_ref.rank >= 2) - (bt_ref.rank >= 2)]
     lead, conditions = _batch_join(a_ref, bt_ref, batch)
     lead += [f"{alias}.i{t.rank - 2}" for alias, t in (("a", a_ref), ("b", bt_ref)) if t.rank >= 2]
-    single = static_value(k) is not None and static_value(k) <= ctx.chunk
+    k_static = static_value(k)
     return ctx.emit(
         "matmul/product.sql.j2", dtype, out_shape,
         a=a_ref, bt=bt_ref, lead=lead, group=[e for e in lead if e != "0"], conditions=conditions,
-        whole=np.dtype(dtype).kind == "f", a_single=single, b_single=single,
+        whole=np.dtype(dtype).kind == "f", single=k_static is not None and k_static <= ctx.chunk,
     )
 
 

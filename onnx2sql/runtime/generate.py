@@ -12,7 +12,8 @@ from typing import Callable
 
 import numpy as np
 
-from onnx2sql.api import written_by_older_version
+from onnx2sql.api import DB_FILE, check_fingerprint, compile as compile_model, open_compiled_db, \
+    written_by_older_version
 from onnx2sql.emit.program import Program
 from onnx2sql.emit.sql import quote_ident, render
 from onnx2sql.errors import InputError
@@ -93,7 +94,8 @@ class Generator:
         logits = next((o for o in self.program.outputs if o.name == "logits"), None)
         if logits is None:
             raise InputError(f"{str(self.folder.path)!r}: the model has no 'logits' output")
-        ref = LowerContext.table_ref(logits.runtime())
+        self.logits = logits.runtime()
+        ref = LowerContext.table_ref(self.logits)
         self.greedy_sql = render("generate/greedy.sql.j2", N=self.program.chunk, logits=ref)
         self.sample_sql = render("generate/sample.sql.j2", N=self.program.chunk, logits=ref)
 
@@ -182,9 +184,8 @@ class Generator:
         self.session.execute(drop=n > 1)
 
     def _last_logits(self, seq: int) -> np.ndarray:
-        spec = next(s for s in self.program.outputs if s.name == "logits").runtime()
-        vocab = int(evaluate(spec.shape[-1], self.session.bindings))
-        return read_table(self.con, spec.table, spec.rank, (vocab,), spec.dtype,
+        vocab = int(evaluate(self.logits.shape[-1], self.session.bindings))
+        return read_table(self.con, self.logits.table, self.logits.rank, (vocab,), self.logits.dtype,
                           where=f"i0 = 0 AND i1 = {int(seq - 1)}")
 
     def _choose(self, position: int, sampling: Sampling, rng: np.random.Generator) -> int:
@@ -221,8 +222,6 @@ def _present_to_past(program: Program) -> dict[str, str]:
 
 def compile_database(model: Path, db_path: Path, progress: bool, own_folder: bool) -> None:
     """Compile into the model's sql/ folder, or next to a user's --db path and move it into place."""
-    from onnx2sql.api import DB_FILE, compile as compile_model
-
     if own_folder:
         compile_model(model, db_path.parent, progress=progress)
         return
@@ -237,8 +236,6 @@ def compile_database(model: Path, db_path: Path, progress: bool, own_folder: boo
 
 
 def open_database(db_path: Path, model: Path, config: dict[str, str]):
-    from onnx2sql.api import check_fingerprint, open_compiled_db
-
     con, program = open_compiled_db(db_path, config)
     try:
         check_fingerprint(con, model, db_path)
