@@ -128,3 +128,32 @@ def test_symbolic_shapes_run_any_length() -> None:
         x = f32(*shape)
         got = onnx2sql.run(model, {"a": x, "b": b}, chunk_size=4)
         np.testing.assert_allclose(got["y0"], x + b, rtol=1e-6)
+
+
+def test_rmsnorm_chain_fuses_into_one_statement_with_parity() -> None:
+    """RMSNorm as Optimum exports it: Pow -> ReduceMean -> Add -> Sqrt -> Div -> Mul -> Mul. The five
+    elementwise ops after the reduction become one statement; x, read by Pow and by Mul, stays a
+    table; the outputs equal onnxruntime's. A graph output in the chain (rms) stays a statement."""
+    import onnx.helper as oh
+    from harness import graph_model
+    from onnx2sql.graph.visitor import lower_model
+
+    x = np.random.default_rng(3).standard_normal((2, 5, 9)).astype(np.float32)
+    consts = {"two": np.array(2.0, np.float32), "eps": np.array(1e-5, np.float32),
+              "one": np.array(1.0, np.float32), "w": np.linspace(0.5, 1.5, 9).astype(np.float32)}
+    nodes = [oh.make_node("Pow", ["x", "two"], ["sq"]),
+             oh.make_node("ReduceMean", ["sq"], ["ms"], axes=[-1], keepdims=1),
+             oh.make_node("Add", ["ms", "eps"], ["var"]),
+             oh.make_node("Sqrt", ["var"], ["rms"]),
+             oh.make_node("Div", ["one", "rms"], ["inv"]),
+             oh.make_node("Mul", ["x", "inv"], ["normed"]),
+             oh.make_node("Mul", ["normed", "w"], ["y"])]
+    model = graph_model(nodes, {"x": x}, ["y"], opset=17, constants=consts)
+    assert_parity(model, {"x": x}, rtol=1e-5, atol=1e-6)
+    ops = [s.comment.split("<- ")[1].split(" ")[0] for s in lower_model(model, chunk=4).statements]
+    assert ops == ["Pow", "ReduceMean", "Mul"], ops
+
+    shared = graph_model(nodes, {"x": x}, ["y", "rms"], opset=17, constants=consts)
+    assert_parity(shared, {"x": x}, rtol=1e-5, atol=1e-6)
+    ops = [s.comment.split("<- ")[1].split(" ")[0] for s in lower_model(shared, chunk=4).statements]
+    assert ops == ["Pow", "ReduceMean", "Sqrt", "Mul"], ops
