@@ -24,7 +24,7 @@ from onnx2sql.runtime.session import META_TABLE, Session, connect, meta_exists, 
 from onnx2sql.storage.tables import write_table
 
 DB_FILE = "model.duckdb"
-FORMAT_VERSION = "2"  # 2: MatMul weights as whole rows in per-range tables
+FORMAT_VERSION = "3"  # 2: MatMul weights as whole rows in per-range tables; 3: regions
 # DuckDB scans a table in parallel one row group at a time; at the default 122,880 rows a layer's
 # weight table is one group and its MatMul runs on one thread. The smallest size DuckDB allows
 # (one vector) lets every core take part.

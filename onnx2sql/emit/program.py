@@ -1,5 +1,6 @@
-"""A compiled program: its statements in order, the tables they read and write, and how graph
-inputs and outputs map to tables. Serialised as JSON inside the database and as readable SQL."""
+"""A compiled program: its statements in order, the tables they read and write, how they group
+into regions (one database statement each), and how graph inputs and outputs map to tables.
+Serialised as JSON inside the database and as readable SQL."""
 from __future__ import annotations
 
 import json
@@ -7,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from onnx2sql.emit.regions import DEFAULT_REGION_SIZE, Region, build_regions, region_query, region_reads
 from onnx2sql.emit.sql import comment_text, quote_ident
 from onnx2sql.ops.context import Statement, WeightTable, describe_layout
 from onnx2sql.graph.values import Runtime
@@ -39,20 +41,28 @@ class Program:
     outputs: list[TensorSpec]
     symbols: list[SymbolSource]
     statements: list[Statement]
-    # Tables no longer needed after statement k: dropped to free memory.
+    regions: list[Region] = field(default_factory=list)
+    # Tables no longer needed after region k: dropped to free memory.
     drops: list[list[str]] = field(default_factory=list)
     weights: list[WeightTable] = field(default_factory=list)
 
-    def finish(self) -> "Program":
+    def finish(self, region_size: int = DEFAULT_REGION_SIZE) -> "Program":
+        keep = {t.table for t in self.outputs} | {t.table for t in self.inputs}
+        self.regions = build_regions(self.statements, keep, region_size)
         self.drops = _last_uses(self)
         return self
 
+    def region_sql(self, k: int, comments: bool = False) -> str:
+        region = self.regions[k]
+        table = quote_ident(self.statements[region.sink].table)
+        return f"CREATE OR REPLACE TEMP TABLE {table} AS\n{region_query(self.statements, region, comments)}"
+
     def executable(self, drop: bool = True) -> list[str]:
-        """The statements as DuckDB executes them, with each table dropped after its last use
+        """The regions as DuckDB executes them, with each stored table dropped after its last use
         unless `drop` is false (the tables then stay until replaced or dropped by the caller)."""
         sqls: list[str] = []
-        for stmt, drops in zip(self.statements, self.drops):
-            sqls.append(f"CREATE OR REPLACE TEMP TABLE {quote_ident(stmt.table)} AS\n{stmt.sql}")
+        for k, drops in enumerate(self.drops):
+            sqls.append(self.region_sql(k))
             if drop:
                 sqls += [f"DROP TABLE IF EXISTS {quote_ident(t)}" for t in drops]
         return sqls
@@ -68,10 +78,10 @@ class Program:
                   for t in self.inputs]
         lines += [f"-- output {comment_text(t.name)} <- {t.table}: {describe_layout(t.runtime(), self.chunk)}"
                   for t in self.outputs]
-        for stmt, drops in zip(self.statements, self.drops):
+        for k, (region, drops) in enumerate(zip(self.regions, self.drops)):
             lines.append("")
-            lines.append(f"-- {stmt.comment}")
-            lines.append(f"CREATE OR REPLACE TEMP TABLE {quote_ident(stmt.table)} AS\n{stmt.sql};")
+            lines.append(f"-- region {k}: {self.statements[region.sink].comment}")
+            lines.append(f"{self.region_sql(k, comments=True)};")
             lines += [f"DROP TABLE IF EXISTS {quote_ident(t)};" for t in drops]
         return "\n".join(lines) + "\n"
 
@@ -82,6 +92,7 @@ class Program:
             "outputs": [asdict(t) for t in self.outputs],
             "symbols": [asdict(s) for s in self.symbols],
             "statements": [asdict(s) for s in self.statements],
+            "regions": [r.members for r in self.regions],
             "drops": self.drops,
         })
 
@@ -94,18 +105,20 @@ class Program:
             outputs=[TensorSpec(**t) for t in data["outputs"]],
             symbols=[SymbolSource(**s) for s in data["symbols"]],
             statements=[Statement(**{**s, "reads": tuple(s["reads"])}) for s in data["statements"]],
+            regions=[Region(members) for members in data["regions"]],
             drops=data["drops"],
         )
 
 
 def _last_uses(program: Program) -> list[list[str]]:
+    """Per region, the stored tables it is the last reader of (never graph inputs or outputs)."""
     keep = {t.table for t in program.outputs} | {t.table for t in program.inputs}
-    created = {s.table for s in program.statements}
+    created = {program.statements[r.sink].table for r in program.regions}
     last: dict[str, int] = {}
-    for k, stmt in enumerate(program.statements):
-        for table in stmt.reads:
-            last[table.strip('"')] = k
-    drops: list[list[str]] = [[] for _ in program.statements]
+    for k, region in enumerate(program.regions):
+        for table in region_reads(program.statements, region):
+            last[table] = k
+    drops: list[list[str]] = [[] for _ in program.regions]
     for table, k in last.items():
         if table in created and table not in keep:
             drops[k].append(table)

@@ -9,6 +9,7 @@ import onnx
 import onnx.helper
 
 from onnx2sql.emit.program import Program, SymbolSource, TensorSpec
+from onnx2sql.emit.regions import DEFAULT_REGION_SIZE
 from onnx2sql.emit.sql import comment_text, is_supported_dtype
 from onnx2sql.errors import ModelError, NodeProblem, Onnx2SqlError, UnsupportedOpError
 from onnx2sql.graph.load import initializer_array, model_opsets
@@ -22,12 +23,16 @@ DEFAULT_CHUNK = 64
 
 
 def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK,
-                constants: Mapping[str, np.ndarray] | None = None) -> Program:
+                constants: Mapping[str, np.ndarray] | None = None,
+                region_size: int = DEFAULT_REGION_SIZE) -> Program:
     """Lower a whole model, or raise UnsupportedOpError naming every node that cannot be lowered.
 
-    `constants` fixes the values of some graph inputs: the program is specialised to them."""
+    `constants` fixes the values of some graph inputs: the program is specialised to them.
+    `region_size` bounds the statements run as one database statement (onnx2sql/emit/regions.py)."""
     if chunk < 1:
         raise ModelError(f"chunk size must be at least 1, got {chunk}")
+    if region_size < 1:
+        raise ModelError(f"region size must be at least 1, got {region_size}")
     graph = model.graph
     opsets = model_opsets(model)
     problems = find_unsupported(model)
@@ -71,7 +76,7 @@ def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK,
     fuse_elementwise(ctx, keep)
     drop_unread(ctx, keep)
     program = Program(chunk, inputs, outputs_spec, symbols, ctx.statements, weights=ctx.weights)
-    return program.finish()
+    return program.finish(region_size)
 
 
 def find_unsupported(model: onnx.ModelProto) -> list[NodeProblem]:

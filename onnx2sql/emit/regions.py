@@ -1,0 +1,90 @@
+"""Regions: lowered statements grouped so that a program runs as few database statements.
+
+Lowering gives one statement per op (after elementwise fusion). Run one by one, each would be a
+materialised table, and each costs the database a fixed amount whatever its size. A region is a
+run of statements executed as one: its members become common table expressions of one
+`CREATE TABLE ... AS WITH ...`, and only the region's last member (its sink) is stored. A
+statement is stored only where it must be: a graph output or input, or a table read by a later
+region.
+
+Regions are built backwards: a statement joins the region of its readers when all of them are in
+one region, that region has room, and the statement is not kept; otherwise it starts a region of
+its own. Because every member comes before its region's sink, emitting regions in the order of
+their sinks keeps every read after its write. A CTE read twice is materialised by DuckDB inside
+the statement, so a tensor read by two ops of one region is still computed once.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from onnx2sql.emit.sql import quote_ident
+from onnx2sql.ops.context import Statement
+
+# Statements per region. Planning a statement costs DuckDB more than linear time in its size
+# (a whole 30-layer decode step as one statement took about a second to plan), while each stored
+# table costs a fixed ~0.5 ms; see the README's Performance section for the measurement.
+DEFAULT_REGION_SIZE = 48
+
+
+@dataclass
+class Region:
+    """Statements run as one: `members` (indexes into the program's statements, in order) end with
+    the sink, the one table the region stores."""
+
+    members: list[int]
+
+    @property
+    def sink(self) -> int:
+        return self.members[-1]
+
+
+def build_regions(statements: Sequence[Statement], keep: Iterable[str], size: int) -> list[Region]:
+    """Group statements into regions of at most `size` members; `keep` names tables that must be
+    stored (graph inputs and outputs). Regions come back in execution order."""
+    if size < 1:
+        raise ValueError(f"region size must be at least 1, got {size}")
+    kept = set(keep)
+    readers: dict[str, list[int]] = defaultdict(list)
+    for k, stmt in enumerate(statements):
+        for table in set(stmt.reads):
+            readers[table.strip('"')].append(k)
+    region_of: dict[int, int] = {}
+    groups: list[list[int]] = []
+    for k in reversed(range(len(statements))):
+        table = statements[k].table
+        homes = {region_of[r] for r in readers.get(table, [])}
+        if table not in kept and len(homes) == 1:
+            home = homes.pop()
+            if len(groups[home]) < size:
+                groups[home].append(k)
+                region_of[k] = home
+                continue
+        region_of[k] = len(groups)
+        groups.append([k])
+    regions = [Region(sorted(members)) for members in groups]
+    return sorted(regions, key=lambda r: r.sink)
+
+
+def stored_tables(statements: Sequence[Statement], regions: Sequence[Region]) -> list[str]:
+    return [statements[r.sink].table for r in regions]
+
+
+def region_reads(statements: Sequence[Statement], region: Region) -> set[str]:
+    """Tables a region reads from outside itself (unquoted names)."""
+    inner = {statements[k].table for k in region.members}
+    return {t.strip('"') for k in region.members for t in statements[k].reads} - inner
+
+
+def region_query(statements: Sequence[Statement], region: Region, comments: bool = False) -> str:
+    """The SELECT of a region: every member as a CTE named after its table, then the sink's rows.
+    Each member's SQL reads the others by their table names, which the CTEs now stand for."""
+    if len(region.members) == 1:
+        return statements[region.sink].sql
+    parts = []
+    for k in region.members:
+        stmt = statements[k]
+        note = f"  -- {stmt.comment}\n" if comments else ""
+        parts.append(f"{note}{quote_ident(stmt.table)} AS (\n{stmt.sql}\n)")
+    return "WITH " + ",\n".join(parts) + f"\nSELECT * FROM {quote_ident(statements[region.sink].table)}"
