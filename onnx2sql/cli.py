@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from onnx2sql.emit.regions import DEFAULT_REGION_SIZE
 from onnx2sql.errors import Onnx2SqlError
 
 
@@ -20,7 +21,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_compile(args: argparse.Namespace) -> int:
     from onnx2sql.api import compile as compile_model
 
-    out = compile_model(args.model, args.output, chunk_size=args.chunk_size, progress=not args.quiet)
+    out = compile_model(args.model, args.output, chunk_size=args.chunk_size, progress=not args.quiet,
+                        region_size=args.region_size)
     print(out)
     return 0
 
@@ -90,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="path to a .onnx file")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--chunk-size", type=int, default=None, help="elements per chunk of the last axis")
+    p.add_argument("--region-size", type=int, default=DEFAULT_REGION_SIZE,
+                   help=f"ops run as one SQL statement at most (default {DEFAULT_REGION_SIZE}; 1: one statement per op)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_compile)
 

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from onnx2sql.emit.sql import quote_ident
-from onnx2sql.ops.context import Statement
+
+if TYPE_CHECKING:
+    from onnx2sql.ops.context import Statement
 
 # Statements per region. Planning a statement costs DuckDB more than linear time in its size
 # (a whole 30-layer decode step as one statement took about a second to plan), while each stored
@@ -40,7 +42,7 @@ class Region:
         return self.members[-1]
 
 
-def build_regions(statements: Sequence[Statement], keep: Iterable[str], size: int) -> list[Region]:
+def build_regions(statements: Sequence["Statement"], keep: Iterable[str], size: int) -> list[Region]:
     """Group statements into regions of at most `size` members; `keep` names tables that must be
     stored (graph inputs and outputs). Regions come back in execution order."""
     if size < 1:
@@ -67,17 +69,13 @@ def build_regions(statements: Sequence[Statement], keep: Iterable[str], size: in
     return sorted(regions, key=lambda r: r.sink)
 
 
-def stored_tables(statements: Sequence[Statement], regions: Sequence[Region]) -> list[str]:
-    return [statements[r.sink].table for r in regions]
-
-
-def region_reads(statements: Sequence[Statement], region: Region) -> set[str]:
+def region_reads(statements: Sequence["Statement"], region: Region) -> set[str]:
     """Tables a region reads from outside itself (unquoted names)."""
     inner = {statements[k].table for k in region.members}
     return {t.strip('"') for k in region.members for t in statements[k].reads} - inner
 
 
-def region_query(statements: Sequence[Statement], region: Region, comments: bool = False) -> str:
+def region_query(statements: Sequence["Statement"], region: Region, comments: bool = False) -> str:
     """The SELECT of a region: every member as a CTE named after its table, then the sink's rows.
     Each member's SQL reads the others by their table names, which the CTEs now stand for."""
     if len(region.members) == 1:
@@ -85,6 +83,6 @@ def region_query(statements: Sequence[Statement], region: Region, comments: bool
     parts = []
     for k in region.members:
         stmt = statements[k]
-        note = f"  -- {stmt.comment}\n" if comments else ""
+        note = f"-- {stmt.comment}\n" if comments else ""
         parts.append(f"{note}{quote_ident(stmt.table)} AS (\n{stmt.sql}\n)")
-    return "WITH " + ",\n".join(parts) + f"\nSELECT * FROM {quote_ident(statements[region.sink].table)}"
+    return "WITH\n" + ",\n".join(parts) + f"\nSELECT * FROM {quote_ident(statements[region.sink].table)}"
