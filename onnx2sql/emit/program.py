@@ -54,8 +54,11 @@ class Program:
 
     def region_sql(self, k: int, comments: bool = False) -> str:
         region = self.regions[k]
-        table = quote_ident(self.statements[region.sink].table)
-        return f"CREATE OR REPLACE TEMP TABLE {table} AS\n{region_query(self.statements, region, comments)}"
+        sink = self.statements[region.sink]
+        query = region_query(self.statements, region, comments)
+        if sink.appends:
+            return f"INSERT INTO {quote_ident(sink.table)} BY NAME\n{query}"
+        return f"CREATE OR REPLACE TEMP TABLE {quote_ident(sink.table)} AS\n{query}"
 
     def executable(self, drop: bool = True) -> list[str]:
         """The regions as DuckDB executes them, with each stored table dropped after its last use

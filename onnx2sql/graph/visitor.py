@@ -24,11 +24,13 @@ DEFAULT_CHUNK = 64
 
 def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK,
                 constants: Mapping[str, np.ndarray] | None = None,
-                region_size: int = DEFAULT_REGION_SIZE) -> Program:
+                region_size: int = DEFAULT_REGION_SIZE, append_in_place: bool = True) -> Program:
     """Lower a whole model, or raise UnsupportedOpError naming every node that cannot be lowered.
 
     `constants` fixes the values of some graph inputs: the program is specialised to them.
-    `region_size` bounds the statements run as one database statement (onnx2sql/emit/regions.py)."""
+    `region_size` bounds the statements run as one database statement (onnx2sql/emit/regions.py).
+    `append_in_place` lets a Concat of a graph input with new rows, itself a graph output (a KV
+    cache), append to the input's table instead of copying it (onnx2sql/ops/shape.py)."""
     if chunk < 1:
         raise ModelError(f"chunk size must be at least 1, got {chunk}")
     if region_size < 1:
@@ -38,7 +40,8 @@ def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK,
     problems = find_unsupported(model)
     if problems:
         raise UnsupportedOpError(problems)
-    ctx = LowerContext(chunk=chunk, graph_outputs=frozenset(out.name for out in graph.output))
+    ctx = LowerContext(chunk=chunk, graph_outputs=frozenset(out.name for out in graph.output),
+                       sole_readers=_sole_readers(graph), append_in_place=append_in_place)
     values: dict[str, Value] = {}
     for init in graph.initializer:
         arr = initializer_array(init)
@@ -77,6 +80,24 @@ def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK,
     drop_unread(ctx, keep)
     program = Program(chunk, inputs, outputs_spec, symbols, ctx.statements, weights=ctx.weights)
     return program.finish(region_size)
+
+
+# Ops that read only their input's shape, which folds at compile time: they never read its table.
+SHAPE_READERS = frozenset({"Shape", "Size"})
+
+
+def _sole_readers(graph: onnx.GraphProto) -> dict[str, int]:
+    """Graph inputs (not also graph outputs) whose values exactly one node reads, once: ONNX name
+    -> node index."""
+    readers: dict[str, list[int]] = {inp.name: [] for inp in graph.input}
+    for index, node in enumerate(graph.node):
+        if node.op_type in SHAPE_READERS and not node.domain:
+            continue
+        for name in node.input:
+            if name in readers:
+                readers[name].append(index)
+    outputs = {out.name for out in graph.output}
+    return {name: found[0] for name, found in readers.items() if len(found) == 1 and name not in outputs}
 
 
 def find_unsupported(model: onnx.ModelProto) -> list[NodeProblem]:

@@ -45,6 +45,8 @@ class Statement:
     sql: str
     comment: str
     reads: tuple[str, ...]
+    # Its rows are appended to `table` (an existing input table) instead of creating the table.
+    appends: bool = False
 
 
 @dataclass
@@ -123,6 +125,11 @@ class LowerContext:
 
     chunk: int
     graph_outputs: frozenset[str] = frozenset()  # ONNX names of the graph's outputs
+    # Graph inputs that one node alone reads (ONNX name -> that node's index), and whether such
+    # an input may grow in place: a Concat of it with new rows that is a graph output (a KV
+    # cache's past and present) then appends the new rows to the input's table.
+    sole_readers: dict[str, int] = field(default_factory=dict)
+    append_in_place: bool = True
     statements: list[Statement] = field(default_factory=list)
     weights: list[WeightTable] = field(default_factory=list)
     node_label: str = ""
@@ -201,6 +208,16 @@ class LowerContext:
         reads = tuple(sorted({r.name for r in _table_refs(params.values())}))
         return self.emit_rendered(
             dtype, shape, lambda ref: (render(template, N=self.chunk, out=ref, sql_dim=to_sql, **params), reads))
+
+    def emit_append(self, target: Runtime, shape: Shape, template: str, **params: object) -> Runtime:
+        """One statement that appends rows to the existing table of `target`; returns the grown
+        tensor, which lives in the same table."""
+        reads = tuple(sorted({r.name for r in _table_refs(params.values())}))
+        out = Runtime(target.table, target.dtype, tuple(shape))
+        sql = render(template, N=self.chunk, out=self.table_ref(out), sql_dim=to_sql, **params)
+        comment = f"{out.table} += {self.node_label}: {describe_layout(out, self.chunk)} (rows appended in place)"
+        self.statements.append(Statement(out.table, sql, comment, reads, appends=True))
+        return out
 
     def emit_rendered(self, dtype: np.dtype, shape: Shape,
                       build: Callable[[TableRef], tuple[str, tuple[str, ...]]]) -> Runtime:

@@ -426,12 +426,32 @@ def lower_concat(node: NodeView, ctx: LowerContext) -> list[Value]:
     shape = concat_shape(node, [shape_of(v) for v in inputs], axis)
     if all(isinstance(v, Known) for v in inputs):
         return [Known.of(np.concatenate([v.array for v in inputs], axis=axis), inputs[0].dtype)]  # type: ignore[union-attr]
+    if appends_in_place(node, ctx, inputs, axis):
+        return [append_rows(ctx, inputs[0], inputs[1], axis, shape)]  # type: ignore[arg-type]
     parts = [v for v in inputs if static_value(shape_of(v)[axis]) != 0] or inputs[:1]
     if len(parts) == 1:
         return [parts[0]]
     plan = concat_plan([shape_of(v) for v in parts], axis, ctx.chunk)
     refs = [ctx.ref(v) for v in parts]
     return [ctx.emit("shape/concat.sql.j2", inputs[0].dtype, shape, inputs=refs, **plan)]
+
+
+def appends_in_place(node: NodeView, ctx: LowerContext, inputs: list[Value], axis: int) -> bool:
+    """Concat(past, new) along a leading axis, where past is a graph input nothing else reads and
+    the result is a graph output: a KV cache. The result is then past's table with new's rows
+    appended, so no step copies the past (generation feeds the grown table back as the next past)."""
+    first = node.node.input[0] if node.node.input else ""
+    return (ctx.append_in_place and len(node.node.input) == 2 and len(inputs) == 2
+            and ctx.sole_readers.get(first) == node.index
+            and node.node.output[0] in ctx.graph_outputs
+            and isinstance(inputs[0], Runtime) and axis < inputs[0].rank - 1)
+
+
+def append_rows(ctx: LowerContext, past: Runtime, new: Value, axis: int, shape: Shape) -> Runtime:
+    """new's rows, their index on `axis` shifted past the rows already there, appended to past's table."""
+    rank = past.rank
+    return ctx.emit_append(past, shape, "shape/concat.sql.j2", inputs=[ctx.ref(new)], mode="rows",
+                           columns=lead_columns(rank) + ["c"], axis=axis, offsets=[to_sql(past.shape[axis])])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -88,8 +88,10 @@ class Generator:
         self.session = Session(self.con, self.program)
         pairs = _present_to_past(self.program)
         tables = {s.name: s.table for s in self.program.inputs} | {s.name: s.table for s in self.program.outputs}
-        # Worked out once: which present table becomes which past table after each step.
-        self.cache_renames = [(tables[present], tables[past]) for present, past in pairs.items()]
+        # Worked out once: which present table becomes which past table after each step. A cache
+        # the program grows in place (present and past share a table) needs no rename.
+        self.cache_renames = [(tables[present], tables[past]) for present, past in pairs.items()
+                              if tables[present] != tables[past]]
         self.past_inputs = frozenset(pairs.values())
         logits = next((o for o in self.program.outputs if o.name == "logits"), None)
         if logits is None:

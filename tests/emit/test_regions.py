@@ -96,3 +96,65 @@ def test_region_size_changes_no_output(tiny_llama3_dir: Path, region_size: int) 
     assert list(got) == list(want)
     for name in want:
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+# ---------------------------------------------------------------- a KV cache grown in place
+
+def test_kv_cache_concat_appends_to_the_past_table(tiny_llama3_dir: Path) -> None:
+    """Optimum's Concat(past_key_values.*, new) -> present.* becomes an append to the past table:
+    present.* is that table, and no statement copies the past."""
+    program = lower_model(load_model(tiny_llama3_dir / "model.onnx"))
+    tables = {spec.name: spec.table for spec in program.inputs + program.outputs}
+    presents = [name for name in tables if name.startswith("present.")]
+    assert len(presents) == 4
+    for present in presents:
+        assert tables[present] == tables[present.replace("present.", "past_key_values.")]
+    appended = sorted(s.table for s in program.statements if s.appends)
+    assert appended == sorted(tables[p] for p in presents)
+    sinks = [program.statements[r.sink] for r in program.regions]
+    assert sorted(s.table for s in sinks if s.appends) == appended
+
+
+def test_in_place_cache_and_generic_concat_give_identical_outputs(tiny_llama3_dir: Path) -> None:
+    path = tiny_llama3_dir / "model.onnx"
+    model = load_model(path)
+    rng = np.random.default_rng(2)
+    past = {name: rng.standard_normal((1, heads, 4, dim)).astype(np.float32) for name, heads, dim in past_specs(path)}
+    feeds = decoder_feeds(path, np.array([[7, 11]]), past=past)
+    generic = lower_model(model, append_in_place=False)
+    assert not any(s.appends for s in generic.statements)
+    want = _run_program(generic, feeds)
+    got = onnx2sql.run(model, feeds)
+    assert list(got) == list(want)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def test_a_past_read_twice_keeps_the_generic_concat() -> None:
+    """When another node also reads the past, appending in place would change what it reads: the
+    Concat copies instead, and the result matches onnxruntime."""
+    import onnx.helper as oh
+    from harness import assert_parity, graph_model
+
+    past = np.arange(12, dtype=np.float32).reshape(1, 1, 3, 4)
+    new = -np.arange(8, dtype=np.float32).reshape(1, 1, 2, 4)
+    nodes = [oh.make_node("Concat", ["past", "new"], ["present"], axis=2),
+             oh.make_node("ReduceSum", ["past"], ["total"], keepdims=0)]
+    model = graph_model(nodes, {"past": past, "new": new}, ["present", "total"], dynamic=["past", "new"])
+    assert not any(s.appends for s in lower_model(model).statements)
+    assert_parity(model, {"past": past, "new": new})
+    alone = graph_model(nodes[:1], {"past": past, "new": new}, ["present"], dynamic=["past", "new"])
+    assert [s.appends for s in lower_model(alone).statements] == [True]
+    assert_parity(alone, {"past": past, "new": new})
+
+
+def _run_program(program, feeds):
+    from onnx2sql.api import _store_weights
+    from onnx2sql.runtime.session import Session, connect
+
+    con = connect()
+    try:
+        _store_weights(con, program, progress=False)
+        return Session(con, program).run(feeds)
+    finally:
+        con.close()
