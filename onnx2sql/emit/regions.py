@@ -9,7 +9,10 @@ region.
 
 Regions are built backwards: a statement joins the region of its readers when all of them are in
 one region, that region has room, and the statement is not kept; otherwise it starts a region of
-its own. Because every member comes before its region's sink, emitting regions in the order of
+its own. Then a region made only of statements that are cheap to compute again (elementwise ops and
+reductions: one pass over their inputs) and read by a few regions is copied into each of them
+instead of being stored: RMSNorm's output, read by the K, V and attention regions of a layer, costs
+no statement of its own. Because every member comes before its region's sink, emitting regions in the order of
 their sinks keeps every read after its write. A CTE read twice is materialised by DuckDB inside
 the statement, so a tensor read by two ops of one region is still computed once.
 """
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
 # (a whole 30-layer decode step as one statement took about a second to plan), while each stored
 # table costs a fixed ~0.5 ms; see the README's Performance section for the measurement.
 DEFAULT_REGION_SIZE = 48
+# Regions a recomputable statement may be copied into before it is stored instead.
+MAX_COPIES = 3
 
 
 @dataclass
@@ -65,8 +70,26 @@ def build_regions(statements: Sequence["Statement"], keep: Iterable[str], size: 
                 continue
         region_of[k] = len(groups)
         groups.append([k])
-    regions = [Region(sorted(members)) for members in groups]
-    return sorted(regions, key=lambda r: r.sink)
+    regions = sorted((Region(sorted(members)) for members in groups), key=lambda r: r.sink)
+    return _copy_cheap_regions(statements, regions, kept, size)
+
+
+def _copy_cheap_regions(statements: Sequence["Statement"], regions: list[Region], kept: set[str],
+                        size: int) -> list[Region]:
+    """Copy each region of recomputable statements into the (at most MAX_COPIES) regions that read
+    its sink, instead of storing the sink. Its own reads are stored tables, so the copies add none."""
+    out = list(regions)
+    for region in regions:
+        sink = statements[region.sink].table
+        if sink in kept or not all(statements[k].recomputable for k in region.members):
+            continue
+        readers = [r for r in out if r is not region and sink in region_reads(statements, r)]
+        if not 1 <= len(readers) <= MAX_COPIES or any(len(r.members) + len(region.members) > size for r in readers):
+            continue
+        for reader in readers:
+            reader.members = sorted(set(reader.members) | set(region.members))
+        out.remove(region)
+    return out
 
 
 def region_reads(statements: Sequence["Statement"], region: Region) -> set[str]:

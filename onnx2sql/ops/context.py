@@ -47,6 +47,8 @@ class Statement:
     reads: tuple[str, ...]
     # Its rows are appended to `table` (an existing input table) instead of creating the table.
     appends: bool = False
+    # Cheap to compute again in each region that reads it (one pass over its inputs).
+    recomputable: bool = False
 
 
 @dataclass
@@ -203,11 +205,13 @@ class LowerContext:
         self.weights.append(WeightTable(table, array, f"{note}; used by {self.node_label}", chunk or self.chunk))
         return out
 
-    def emit(self, template: str, dtype: np.dtype, shape: Shape, **params: object) -> Runtime:
+    def emit(self, template: str, dtype: np.dtype, shape: Shape, recomputable: bool = False,
+             **params: object) -> Runtime:
         """Render one statement that creates a new tensor table; returns the tensor."""
         reads = tuple(sorted({r.name for r in _table_refs(params.values())}))
         return self.emit_rendered(
-            dtype, shape, lambda ref: (render(template, N=self.chunk, out=ref, sql_dim=to_sql, **params), reads))
+            dtype, shape, lambda ref: (render(template, N=self.chunk, out=ref, sql_dim=to_sql, **params), reads),
+            recomputable)
 
     def emit_append(self, target: Runtime, shape: Shape, template: str, **params: object) -> Runtime:
         """One statement that appends rows to the existing table of `target`; returns the grown
@@ -220,13 +224,13 @@ class LowerContext:
         return out
 
     def emit_rendered(self, dtype: np.dtype, shape: Shape,
-                      build: Callable[[TableRef], tuple[str, tuple[str, ...]]]) -> Runtime:
+                      build: Callable[[TableRef], tuple[str, tuple[str, ...]]], recomputable: bool = False) -> Runtime:
         """One statement from `build`, which gives the SQL and the tables read for the output's ref."""
         out = Runtime(self._new_name("t"), np.dtype(dtype), tuple(shape))
         ref = self.table_ref(out)
         sql, reads = build(ref)
         comment = f"{out.table} <- {self.node_label}: {describe_layout(out, self.chunk)}"
-        self.statements.append(Statement(out.table, sql, comment, reads))
+        self.statements.append(Statement(out.table, sql, comment, reads, recomputable=recomputable))
         return out
 
 

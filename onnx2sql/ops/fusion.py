@@ -78,7 +78,8 @@ def render_recipe(recipe: Recipe, out: TableRef, chunk: int) -> tuple[str, tuple
 
 def emit_recipe(ctx: LowerContext, recipe: Recipe) -> Runtime:
     """One statement for a recipe, remembered so that fuse_elementwise can fold it later."""
-    out = ctx.emit_rendered(recipe.dtype, recipe.shape, lambda ref: render_recipe(recipe, ref, ctx.chunk))
+    out = ctx.emit_rendered(recipe.dtype, recipe.shape, lambda ref: render_recipe(recipe, ref, ctx.chunk),
+                            recomputable=True)
     ctx.elementwise[out.table] = recipe
     return out
 

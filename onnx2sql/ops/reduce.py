@@ -157,7 +157,7 @@ def emit_reduction(ctx: LowerContext, src: TableRef, axes: list[int], keepdims: 
     return ctx.emit(
         "reduce/reduce.sql.j2", dtype, reduced_shape(src.shape, axes, keepdims),
         src=src, columns=columns, group=group, agg=agg, fast=fast,
-        unit_last=keepdims and (rank - 1) in axes,
+        unit_last=keepdims and (rank - 1) in axes, recomputable=True,
     )
 
 

@@ -20,7 +20,7 @@ from onnx2sql.errors import InputError
 from onnx2sql.graph.symbolic import evaluate
 from onnx2sql.ops.context import LowerContext
 from onnx2sql.ops.matmul import OUTPUT_ROWS_FROM
-from onnx2sql.runtime.session import Session
+from onnx2sql.runtime.session import CountingConnection, Session
 from onnx2sql.runtime.text import ModelFolder
 from onnx2sql.sizes import parse_size
 from onnx2sql.storage.tables import read_table
@@ -56,10 +56,14 @@ class Generation:
     ttft_s: float = 0.0
     tokens_per_s: float = 0.0
     finish_reason: str = "length"
+    # SQL statements the last step ran, from loading its inputs to choosing its token (a decode
+    # step's, when there was one).
+    statements_per_step: int = 0
 
     def as_json(self) -> dict:
         return {"prompt_ids": self.prompt_ids, "token_ids": self.token_ids, "text": self.text,
-                "ttft_s": self.ttft_s, "tokens_per_s": self.tokens_per_s, "finish_reason": self.finish_reason}
+                "ttft_s": self.ttft_s, "tokens_per_s": self.tokens_per_s, "finish_reason": self.finish_reason,
+                "statements_per_step": self.statements_per_step}
 
 
 def default_db(model_dir: Path) -> Path:
@@ -84,7 +88,8 @@ class Generator:
         if memory_limit:
             # DuckDB takes a byte count; checked here so a typo names the flag.
             config["memory_limit"] = f"{parse_size(memory_limit, '--memory-limit')}b"
-        self.con, self.program = open_database(self.db_path, self.folder.path / "model.onnx", config)
+        con, self.program = open_database(self.db_path, self.folder.path / "model.onnx", config)
+        self.con = CountingConnection(con)
         self.session = Session(self.con, self.program)
         pairs = _present_to_past(self.program)
         tables = {s.name: s.table for s in self.program.inputs} | {s.name: s.table for s in self.program.outputs}
@@ -140,10 +145,13 @@ class Generator:
         step_ids, past = list(prompt_ids), 0
         try:
             for step in range(max_new_tokens):
+                counted = self.con.statements
                 self._run_step(step_ids, past, first=step == 0)
+                self._promote_presents()  # the next step's cache; harmless after the last step
+                token = self._choose(len(step_ids) - 1, sampling, rng)
+                result.statements_per_step = self.con.statements - counted
                 if on_logits is not None:
                     on_logits(self._last_logits(len(step_ids)))
-                token = self._choose(len(step_ids) - 1, sampling, rng)
                 result.token_ids.append(token)
                 if step == 0:
                     result.ttft_s = time.perf_counter() - start
@@ -155,7 +163,6 @@ class Generator:
                 if token in self.folder.eos_ids:
                     result.finish_reason = "eos"
                     break
-                self._promote_presents()
                 past, step_ids = past + len(step_ids), [token]
         finally:
             self.session.drop_temporaries()
@@ -192,12 +199,12 @@ class Generator:
 
     def _choose(self, position: int, sampling: Sampling, rng: np.random.Generator) -> int:
         if sampling.greedy:
-            row = self.con.execute(self.greedy_sql, {"pos": position}).fetchone()
+            row = self.con.execute(self.greedy_sql, {"pos": position}).fetchall()[0]
         else:
             row = self.con.execute(self.sample_sql, {
                 "pos": position, "temperature": float(sampling.temperature), "top_k": int(sampling.top_k),
                 "top_p": float(sampling.top_p), "u": float(rng.random()),
-            }).fetchone()
+            }).fetchall()[0]
         return int(row[0])
 
     def _promote_presents(self) -> None:

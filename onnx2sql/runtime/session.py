@@ -42,6 +42,26 @@ def connect(path: str | Path | None = None, read_only: bool = False,
     return con
 
 
+class CountingConnection:
+    """A DuckDB connection that counts the statements sent through it (`execute` and `sql`), so
+    that a generation step can report how many statements it ran. Everything else passes through."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self._con = con
+        self.statements = 0
+
+    def execute(self, *args: object, **kwargs: object) -> duckdb.DuckDBPyConnection:
+        self.statements += 1
+        return self._con.execute(*args, **kwargs)
+
+    def sql(self, *args: object, **kwargs: object) -> duckdb.DuckDBPyRelation:
+        self.statements += 1
+        return self._con.sql(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._con, name)
+
+
 class Session:
     """Runs one Program on one connection; the weight tables must already be in the database."""
 

@@ -52,9 +52,31 @@ def test_region_size_bounds_members() -> None:
         build_regions(chain, {"t6"}, 0)
 
 
+def cheap(table: str, *reads: str) -> Statement:
+    return Statement(table, "SELECT 1", f"{table} <- op", tuple(f'"{r}"' for r in reads), recomputable=True)
+
+
+def test_a_cheap_region_read_by_a_few_regions_is_copied_into_them() -> None:
+    # n = norm(h) is read by the regions of k, v and o (each a graph output): computed in each.
+    graph = [stmt("h", "in0"), cheap("p", "h"), cheap("n", "p", "h"),
+             stmt("k", "n"), stmt("v", "n"), stmt("o", "n", "h")]
+    assert members(graph, {"k", "v", "o"}) == [["h"], ["p", "n", "k"], ["p", "n", "v"], ["p", "n", "o"]]
+
+
+def test_a_cheap_region_read_by_too_many_regions_is_stored() -> None:
+    graph = [stmt("h", "in0"), cheap("n", "h")] + [stmt(f"o{k}", "n") for k in range(4)]
+    assert members(graph, {f"o{k}" for k in range(4)}) == [["h", "n"], ["o0"], ["o1"], ["o2"], ["o3"]]
+
+
+def test_a_region_holding_costly_work_is_never_copied() -> None:
+    graph = [stmt("h", "in0"), stmt("m", "h"), cheap("n", "m"), stmt("k", "n"), stmt("v", "n")]
+    assert members(graph, {"k", "v"}) == [["h", "m", "n"], ["k"], ["v"]]
+
+
 def test_every_region_reads_only_what_earlier_regions_stored() -> None:
-    graph = [stmt("a", "in0"), stmt("b", "a"), stmt("c", "b"), stmt("d", "a"), stmt("e", "d", "c")]
-    regions = build_regions(graph, {"c", "e"}, 100)
+    graph = [stmt("a", "in0"), stmt("b", "a"), stmt("c", "b"), stmt("d", "a"), stmt("e", "d", "c"),
+             cheap("f", "e"), cheap("g", "f", "a"), stmt("x", "g"), stmt("y", "g", "c")]
+    regions = build_regions(graph, {"c", "e", "x", "y"}, 100)
     stored = {"in0"}
     for region in regions:
         assert region_reads(graph, region) <= stored
@@ -70,12 +92,15 @@ def test_region_query_names_each_member_as_a_cte() -> None:
 
 
 def test_tiny_llama3_program_runs_as_a_few_statements_per_layer(tiny_llama3_dir: Path) -> None:
-    """Two layers: per layer the normed input, the two K/V caches and the residual stream are
-    stored (each read by more than one region or a graph output), plus the embedding, the mask,
-    the rotary tables shared by every layer and the head."""
+    """Two layers: per layer the two K/V caches (graph outputs) and the residual stream (read by
+    the next layer's three regions) are stored, plus the embedding, the mask and the rotary
+    tables shared by every layer; the last residual is computed in the head's region. RMSNorm's
+    output is computed again in each of its three reader regions, not stored."""
     program = lower_model(load_model(tiny_llama3_dir / "model.onnx"))
     assert len(program.statements) > 10 * len(program.regions)
-    assert len(program.regions) == 5 + 4 * 2
+    assert len(program.regions) == 5 + 3 * 2
+    stored = [program.statements[r.sink].comment for r in program.regions]
+    assert not any("layernorm" in c for c in stored)
     sinks = {program.statements[r.sink].table for r in program.regions}
     outputs = {o.table for o in program.outputs}
     assert outputs <= sinks

@@ -157,7 +157,9 @@ def test_cli_json_and_reuse_of_the_database(tiny_llama3_dir: Path, tmp_path: Pat
     assert db.stat().st_mtime_ns == mtime  # not compiled again
     a, b = json.loads(first.stdout), json.loads(second.stdout)
     assert a["token_ids"] == b["token_ids"] and len(a["token_ids"]) >= 1
-    assert set(a) == {"prompt_ids", "token_ids", "text", "ttft_s", "tokens_per_s", "finish_reason"}
+    assert set(a) == {"prompt_ids", "token_ids", "text", "ttft_s", "tokens_per_s", "finish_reason",
+                      "statements_per_step"}
+    assert a["statements_per_step"] == b["statements_per_step"] > 0
     assert a["finish_reason"] in ("eos", "length")
     assert a["token_ids"] == ort_greedy(tiny_llama3_dir, a["prompt_ids"], len(a["token_ids"]))[0]
 
@@ -165,3 +167,13 @@ def test_cli_json_and_reuse_of_the_database(tiny_llama3_dir: Path, tmp_path: Pat
 def test_bad_memory_limit_names_the_flag(tiny_llama3_dir: Path) -> None:
     with pytest.raises(onnx2sql.InputError, match="--memory-limit '300 apples' is not a size such as 400MB"):
         Generator(tiny_llama3_dir, memory_limit="300 apples")
+
+
+def test_a_decode_step_runs_its_regions_and_nothing_copies_the_cache(tiny_llama3_dir: Path) -> None:
+    """A decode step: one statement per input it loads (not the cache, which grows in place) and
+    per symbol, the head's row filter, one per region, and the choice of the token: no renames."""
+    with Generator(tiny_llama3_dir, progress=False) as gen:
+        program = gen.program
+        result = gen.generate_ids([5, 9, 2], 3)
+    loaded = [s for s in program.inputs if not s.name.startswith("past_key_values.")]
+    assert result.statements_per_step == len(loaded) + len(program.symbols) + 1 + len(program.regions) + 1
