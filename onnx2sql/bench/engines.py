@@ -32,6 +32,7 @@ class Run:
     tokens: list[int]
     ttft_s: float
     decode_tokens_per_s: float
+    statements_per_step: int | None = None  # SQL statements in a decode step (database engines)
 
 
 class Engine(ABC):
@@ -70,7 +71,7 @@ class DuckDBEngine(Engine):
     def generate(self, prompt_ids: list[int], new_tokens: int, on_token: OnToken) -> Run:
         count = iter(range(1, new_tokens + 1))
         result = self.generator.generate_ids(prompt_ids, new_tokens, on_text=lambda _: on_token(next(count)))
-        return Run(result.token_ids, result.ttft_s, result.tokens_per_s)
+        return Run(result.token_ids, result.ttft_s, result.tokens_per_s, result.statements_per_step)
 
     def disk_files(self) -> list[Path]:
         from onnx2sql.runtime.generate import default_db

@@ -38,6 +38,11 @@ def _range(f: Figures) -> str:
     return f"{s['min']:.2f}-{s['max']:.2f} (n={s['n']})" if s else "-"
 
 
+def _growth(f: Figures) -> str:
+    growth = f.get("decode_step_growth")
+    return f"{growth['ratio']:.2f}x ({growth['from_prompt_len']}->{growth['to_prompt_len']})" if growth else "-"
+
+
 def _rows(result: dict[str, Any]) -> list[tuple[str, Callable[[Figures], str], Callable[[Figures], str]]]:
     """(label, value of an engine, value of the ratio duckdb/onnxruntime) for each line of the table."""
     rows = [("setup (compile or load)", lambda f: f"{_seconds(f.get('setup_s'))} ({f.get('setup_kind', '-')})",
@@ -49,6 +54,8 @@ def _rows(result: dict[str, Any]) -> list[tuple[str, Callable[[Figures], str], C
         ("decode tokens/s (median)", lambda f: _number(f.get("decode_tokens_per_s")),
          lambda r: _ratio(r.get("decode_tokens_per_s"))),
         ("decode tokens/s min-max", _range, lambda r: ""),
+        ("decode step growth, longest/shortest prompt", _growth, lambda r: ""),
+        ("SQL statements per decode step", lambda f: str(f.get("statements_per_step", "-")), lambda r: ""),
         ("fraction of memory bandwidth", lambda f: _percent(f.get("bandwidth_fraction")),
          lambda r: _ratio(r.get("bandwidth_fraction"))),
         ("peak resident memory", lambda f: format_bytes(f.get("peak_rss_bytes")),

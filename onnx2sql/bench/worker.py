@@ -59,7 +59,7 @@ def serve(engine_name: str, model_dir: Path, options: dict[str, Any], replies: I
         try:
             run = engine.generate(request["prompt_ids"], request["new_tokens"], _tick(request.get("label", "")))
             reply({"tokens": run.tokens, "ttft_s": run.ttft_s, "decode_tokens_per_s": run.decode_tokens_per_s,
-                   "peak_rss_bytes": peak_rss_bytes()})
+                   "statements_per_step": run.statements_per_step, "peak_rss_bytes": peak_rss_bytes()})
         except Exception as exc:
             reply({"error": _describe(exc)})
     engine.close()
