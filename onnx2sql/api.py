@@ -22,7 +22,7 @@ from onnx2sql.ops.context import describe_layout
 from onnx2sql.graph.values import Runtime
 from onnx2sql.graph.symbolic import as_shape
 from onnx2sql.runtime.session import META_TABLE, Session, connect, meta_exists, read_meta
-from onnx2sql.storage.tables import write_table
+from onnx2sql.storage.tables import write_weight
 
 DB_FILE = "model.duckdb"
 FORMAT_VERSION = "3"  # 2: MatMul weights as whole rows in per-range tables; 3: regions
@@ -184,13 +184,19 @@ def _store_weights(con, program: Program, progress: bool) -> None:
     # disable=None: a bar on a terminal, none in logs.
     with tqdm(total=total, unit="B", unit_scale=True, desc="weights", disable=None if progress else True) as bar:
         for weight in program.weights:
-            write_table(con, weight.table, weight.array, weight.chunk)
+            write_weight(con, weight)
             bar.update(weight.array.nbytes)
 
 
 def _schema_script(program: Program) -> str:
     lines = ["-- Weight tables of this program (persistent in model.duckdb)."]
     for w in program.weights:
+        if w.tile_rows:
+            rows, width = w.array.shape
+            lines.append(f"-- {w.table}: (c) -> {sql_type(w.array.dtype)}[<={w.tile_rows}][{width}], tiles "
+                         f"{w.first_tile}.. of {w.tile_rows} rows; {comment_text(w.comment)}")
+            lines.append(f"CREATE TABLE {quote_ident(w.table)} (c INTEGER, m {sql_type(w.array.dtype)}[][]);")
+            continue
         value = Runtime(w.table, w.array.dtype, as_shape(w.array.shape))
         lines.append(f"-- {w.table}: {describe_layout(value, w.chunk)}; {comment_text(w.comment)}")
         lead = "".join(f"i{k} INTEGER, " for k in range(max(w.array.ndim - 1, 0)))

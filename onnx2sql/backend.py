@@ -24,7 +24,7 @@ from onnx2sql.errors import InputError, UnsupportedOpError
 from onnx2sql.graph.load import load_model
 from onnx2sql.graph.visitor import DEFAULT_CHUNK, find_unsupported, lower_model
 from onnx2sql.runtime.session import Session, connect
-from onnx2sql.storage.tables import write_table
+from onnx2sql.storage.tables import write_weight
 
 
 class Onnx2SqlRep(BackendRep):
@@ -40,7 +40,7 @@ class Onnx2SqlRep(BackendRep):
         self._con = connect() if self._program is not None else None
         if self._program is not None:
             for weight in self._program.weights:
-                write_table(self._con, weight.table, weight.array, weight.chunk)
+                write_weight(self._con, weight)
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[Any, ...]:
         """Outputs in graph order for inputs given as a list (graph order, initializers left out),

@@ -56,7 +56,11 @@ class WeightTable:
     table: str
     array: np.ndarray
     comment: str
-    chunk: int  # elements per chunk of the last axis; the whole axis for rows a MatMul reads whole
+    chunk: int  # elements per chunk of the last axis
+    # A matrix stored as tiles: rows (c, m) with m the list of `tile_rows` whole rows of tile c,
+    # tiles numbered from `first_tile` (0: the ordinary chunked layout).
+    tile_rows: int = 0
+    first_tile: int = 0
 
 
 class NodeView:
@@ -182,27 +186,29 @@ class LowerContext:
             self._weight_cache[key] = self.add_weight(np.ascontiguousarray(arr), "transposed (last two axes swapped)")
         return self._weight_cache[key]
 
-    def weight_rows(self, value: Known, transpose: bool, bounds: Sequence[int]) -> list[Runtime]:
-        """A matrix (transposed first when asked) stored with each row whole, one chunk of all its
-        elements, as one table per range of rows bounds[p]:bounds[p+1] with row indexes counted from
-        the range's start: the layout in which a matrix product reads a known B as rows of K."""
-        key = (id(value), f"rows{'T' if transpose else ''}{list(bounds)}")
+    def weight_tiles(self, value: Known, transpose: bool, tile_bounds: Sequence[int]) -> list[Runtime]:
+        """A matrix (transposed first when asked) stored as tiles of `chunk` whole rows, one table per
+        range of tiles tile_bounds[p]:tile_bounds[p+1]: the layout in which a matrix product reads a
+        known B, each tile giving one chunk of the output."""
+        key = (id(value), f"tiles{'T' if transpose else ''}{list(tile_bounds)}")
         if key not in self._weight_parts:
             self._cached_values.append(value)
             arr = value.array.astype(value.dtype)
             arr = arr.T if transpose else arr
-            note = "whole rows" + (" of the transpose" if transpose else "")
-            self._weight_parts[key] = [
-                self.add_weight(np.ascontiguousarray(arr[lo:hi]), f"{note}, rows {lo}..{hi - 1}",
-                                chunk=max(arr.shape[-1], 1))
-                for lo, hi in zip(bounds[:-1], bounds[1:])
-            ]
+            note = "tiles of whole rows" + (" of the transpose" if transpose else "")
+            parts = []
+            for first, end in zip(tile_bounds[:-1], tile_bounds[1:]):
+                rows = np.ascontiguousarray(arr[first * self.chunk:end * self.chunk])
+                parts.append(self.add_weight(rows, f"{note}, tiles {first}..{end - 1}", tile_rows=self.chunk,
+                                             first_tile=first))
+            self._weight_parts[key] = parts
         return self._weight_parts[key]
 
-    def add_weight(self, array: np.ndarray, note: str, chunk: int | None = None) -> Runtime:
+    def add_weight(self, array: np.ndarray, note: str, tile_rows: int = 0, first_tile: int = 0) -> Runtime:
         table = self._new_name("w")
         out = Runtime(table, array.dtype, as_shape(array.shape))
-        self.weights.append(WeightTable(table, array, f"{note}; used by {self.node_label}", chunk or self.chunk))
+        self.weights.append(WeightTable(table, array, f"{note}; used by {self.node_label}", self.chunk,
+                                        tile_rows, first_tile))
         return out
 
     def emit(self, template: str, dtype: np.dtype, shape: Shape, recomputable: bool = False,

@@ -1,9 +1,11 @@
 """MatMul and Gemm: dot products of rows of the inner axis K.
 
 Both operands are read as rows of K: A as rows (batch..., m) and B transposed as rows
-(batch..., n). A known matrix B (a layer's weights) is stored transposed at compile time with
-each row whole, so C[..., m, n] is one list_dot_product per output element, spread over threads
-by splitting B's rows into ranges. A computed B is transposed by one statement (unless it is a
+(batch..., n). A known matrix B (a layer's weights) is stored transposed at compile time as tiles:
+a row per chunk of the output, holding that chunk's rows of B's transpose whole. A row of A times
+a tile is one list_transform of list_dot_product, which gives the output chunk in order: no
+aggregation. The tiles are split into ranges stored as separate tables, one UNION ALL branch each,
+which DuckDB runs on separate threads. A computed B is transposed by one statement (unless it is a
 Transpose of the last two axes, whose source is read instead); for float types both operands'
 chunks are then joined into whole rows of K, and for other types C[..., m, n] = sum over chunks c
 of the products of A[..., m, c] and Bt[..., n, c].
@@ -73,7 +75,7 @@ def product(ctx: LowerContext, a: Operand, bt: Operand, k: Dim, out_shape: Shape
     if static_value(k) == 0:
         return _zeros(out_shape, dtype)
     if _is_weight_matrix(bt.value) and np.dtype(dtype).kind == "f":
-        return _product_with_weight_rows(ctx, a.rows(ctx), bt, out_shape, dtype, graph_output)
+        return _product_with_weight_tiles(ctx, a.rows(ctx), bt, out_shape, dtype, graph_output)
     a_ref, bt_ref = a.rows(ctx), bt.rows(ctx)
     batch = out_shape[:len(out_shape) - (a_ref.rank >= 2) - (bt_ref.rank >= 2)]
     lead, conditions = _batch_join(a_ref, bt_ref, batch)
@@ -90,17 +92,18 @@ def _is_weight_matrix(value: Value) -> bool:
     return isinstance(value, Known) and not value.symbolic and value.rank == 2
 
 
-def _product_with_weight_rows(ctx: LowerContext, a_ref: TableRef, bt: Operand, out_shape: Shape,
-                              dtype: np.dtype, graph_output: bool) -> Value:
-    """A @ B for a known matrix B, stored as whole rows of K (see the module note)."""
+def _product_with_weight_tiles(ctx: LowerContext, a_ref: TableRef, bt: Operand, out_shape: Shape,
+                               dtype: np.dtype, graph_output: bool) -> Value:
+    """A @ B for a known matrix B, stored as tiles of whole rows of K (see the module note)."""
     rows, cols = (int(static_value(d)) for d in bt.value.shape)
     n, k = (cols, rows) if bt.swap else (rows, cols)
-    count = max(1, min(ROW_PARTS, n // MIN_ROWS_PER_PART))
-    bounds = [n * p // count for p in range(count + 1)]
-    tables = [ctx.table_ref(t) for t in ctx.weight_rows(bt.value, transpose=bt.swap, bounds=bounds)]
+    tiles = -(-n // ctx.chunk)
+    count = max(1, min(ROW_PARTS, n // MIN_ROWS_PER_PART, tiles))
+    bounds = [tiles * p // count for p in range(count + 1)]
+    parts = [ctx.table_ref(t) for t in ctx.weight_tiles(bt.value, transpose=bt.swap, tile_bounds=bounds)]
     return ctx.emit(
-        "matmul/rows_product.sql.j2", dtype, out_shape,
-        a=a_ref, a_whole=k <= ctx.chunk, parts=list(zip(bounds[:-1], tables)),
+        "matmul/tiles_product.sql.j2", dtype, out_shape,
+        a=a_ref, a_whole=k <= ctx.chunk, parts=parts,
         rows_from=OUTPUT_ROWS_FROM if graph_output and a_ref.lead >= 1 else None,
     )
 

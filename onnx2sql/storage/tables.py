@@ -1,11 +1,16 @@
 """numpy <-> chunked tensor tables (see the layout note in onnx2sql/emit/sql.py)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import duckdb
 import numpy as np
 import pyarrow as pa
 
 from onnx2sql.emit.sql import quote_ident, sql_type
+
+if TYPE_CHECKING:
+    from onnx2sql.ops.context import WeightTable
 
 _REGISTERED = "_onnx2sql_arrow_source"
 
@@ -46,6 +51,33 @@ def write_table(con: duckdb.DuckDBPyConnection, table: str, array: np.ndarray, c
         select = ", ".join(lead + ["c", f"CAST(v AS {sql_type(array.dtype)}[]) AS v"])
         kind = "TEMP TABLE" if temporary else "TABLE"
         con.execute(f"CREATE OR REPLACE {kind} {quote_ident(table)} AS SELECT {select} FROM {_REGISTERED}")
+    finally:
+        con.unregister(_REGISTERED)
+
+
+def write_weight(con: duckdb.DuckDBPyConnection, weight: "WeightTable") -> None:
+    """A weight table in its layout: chunked, or tiles of whole rows."""
+    if weight.tile_rows:
+        write_tiles(con, weight.table, weight.array, weight.tile_rows, weight.first_tile)
+    else:
+        write_table(con, weight.table, weight.array, weight.chunk)
+
+
+def write_tiles(con: duckdb.DuckDBPyConnection, table: str, matrix: np.ndarray, tile_rows: int,
+                first_tile: int) -> None:
+    """A matrix as rows (c, m): m holds the whole rows tile_rows * (c - first_tile) onwards, at most
+    tile_rows of them, as a list of lists."""
+    rows, width = matrix.shape
+    tiles = -(-rows // tile_rows)
+    inner = pa.LargeListArray.from_arrays(pa.array(np.arange(rows + 1, dtype=np.int64) * width),
+                                          pa.array(np.ascontiguousarray(matrix).reshape(-1)))
+    starts = np.minimum(np.arange(tiles + 1, dtype=np.int64) * tile_rows, rows)
+    outer = pa.LargeListArray.from_arrays(pa.array(starts), inner)
+    arrow = pa.table({"c": pa.array(np.arange(first_tile, first_tile + tiles, dtype=np.int32)), "m": outer})
+    con.register(_REGISTERED, arrow)
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {quote_ident(table)} AS "
+                    f"SELECT c, CAST(m AS {sql_type(matrix.dtype)}[][]) AS m FROM {_REGISTERED}")
     finally:
         con.unregister(_REGISTERED)
 

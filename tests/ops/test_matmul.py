@@ -139,13 +139,13 @@ def test_graph_output_rows_from_variable() -> None:
     from onnx2sql.graph.visitor import lower_model
     from onnx2sql.ops.matmul import OUTPUT_ROWS_FROM
     from onnx2sql.runtime.session import Session, connect
-    from onnx2sql.storage.tables import read_table, write_table
+    from onnx2sql.storage.tables import read_table, write_weight
 
     a, b = f32(2, 5, 9), f32(9, 7)
     program = lower_model(node_model("MatMul", {"a": a}, constants={"b": b}), chunk=4)
     con = connect()
     for weight in program.weights:
-        write_table(con, weight.table, weight.array, weight.chunk)
+        write_weight(con, weight)
     session = Session(con, program)
     out = program.outputs[0].runtime()
 
