@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from onnx2sql.emit.program import Program
 from onnx2sql.emit.regions import DEFAULT_REGION_SIZE
+from onnx2sql.runtime.kernel_mode import resolve_kernels
 from onnx2sql.emit.sql import comment_text, quote_ident, quote_literal, sql_type
 from onnx2sql.errors import InputError, UnsupportedOpError
 from onnx2sql.graph.load import load_model
@@ -33,13 +34,14 @@ WEIGHT_ROW_GROUP = 2048
 
 
 def compile(model: str | Path | onnx.ModelProto, out_dir: str | Path, chunk_size: int | None = None,
-            progress: bool = False, region_size: int = DEFAULT_REGION_SIZE) -> Path:
+            progress: bool = False, region_size: int = DEFAULT_REGION_SIZE, kernels: str | None = None) -> Path:
     """Compile a model into out_dir/: model.duckdb (weights + program), program.sql, schema.sql.
 
     Nothing is written when the model cannot be compiled; an existing out_dir is replaced only
-    once the new one is complete."""
+    once the new one is complete. `kernels`: "auto" (the default), "native" or "sql"."""
+    mode = resolve_kernels(kernels)
     proto = load_model(model)
-    program = lower_model(proto, chunk_size or DEFAULT_CHUNK, region_size=region_size)
+    program = lower_model(proto, chunk_size or DEFAULT_CHUNK, region_size=region_size, kernels=mode)
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -74,7 +76,8 @@ def connect_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
 
 
 def run(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray],
-        chunk_size: int | None = None, region_size: int = DEFAULT_REGION_SIZE) -> dict[str, np.ndarray]:
+        chunk_size: int | None = None, region_size: int = DEFAULT_REGION_SIZE,
+        kernels: str | None = None) -> dict[str, np.ndarray]:
     """Run a model on feeds in DuckDB; returns every graph output by name.
 
     `model` is an ONNX path or ModelProto (compiled into an in-memory database first) or a
@@ -82,7 +85,8 @@ def run(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray],
     if isinstance(model, (str, Path)) and Path(model).is_dir():
         con, program = open_compiled(Path(model))
     else:
-        program, feeds = _lower_for_feeds(load_model(model), chunk_size or DEFAULT_CHUNK, feeds, region_size)
+        program, feeds = _lower_for_feeds(load_model(model), chunk_size or DEFAULT_CHUNK, feeds, region_size,
+                                          resolve_kernels(kernels))
         con = connect()
         _store_weights(con, program, progress=False)
     try:
@@ -95,12 +99,12 @@ SPECIALISE_LIMIT = 4096  # elements of an integer input that run() may bake into
 
 
 def _lower_for_feeds(proto: onnx.ModelProto, chunk: int, feeds: Mapping[str, np.ndarray],
-                     region_size: int = DEFAULT_REGION_SIZE):
+                     region_size: int = DEFAULT_REGION_SIZE, kernels: str = "sql"):
     """Lower a model for one run. A graph that computes shapes, axes or counts from its inputs
     cannot be compiled once for all values; here the values are at hand, so the program is
     specialised to the small integer (or scalar) inputs and run on the rest."""
     try:
-        return lower_model(proto, chunk, region_size=region_size), feeds
+        return lower_model(proto, chunk, region_size=region_size, kernels=kernels), feeds
     except UnsupportedOpError as exc:
         if not all(p.data_dependent for p in exc.problems):
             raise
@@ -108,7 +112,7 @@ def _lower_for_feeds(proto: onnx.ModelProto, chunk: int, feeds: Mapping[str, np.
         if not constants:
             raise
         rest = {name: value for name, value in feeds.items() if name not in constants}
-        return lower_model(proto, chunk, constants, region_size), rest
+        return lower_model(proto, chunk, constants, region_size, kernels=kernels), rest
 
 
 def _shape_like(value: np.ndarray) -> bool:

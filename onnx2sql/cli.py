@@ -22,7 +22,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     from onnx2sql.api import compile as compile_model
 
     out = compile_model(args.model, args.output, chunk_size=args.chunk_size, progress=not args.quiet,
-                        region_size=args.region_size)
+                        region_size=args.region_size, kernels=args.kernels)
     print(out)
     return 0
 
@@ -31,7 +31,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from onnx2sql.api import load_feeds, run, save_outputs
 
     feeds = load_feeds(Path(args.inputs))
-    outputs = run(args.model, feeds, chunk_size=args.chunk_size)
+    outputs = run(args.model, feeds, chunk_size=args.chunk_size, kernels=args.kernels)
     save_outputs(outputs, Path(args.output))
     for name, value in outputs.items():
         print(f"{name}: {value.dtype} {list(value.shape)}")
@@ -43,7 +43,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     sampling = Sampling(args.temperature, args.top_k, args.top_p, args.seed)
     stream = None if args.json else _write_now
-    with Generator(args.model_dir, db=args.db, memory_limit=args.memory_limit, progress=not args.json) as gen:
+    with Generator(args.model_dir, db=args.db, memory_limit=args.memory_limit, progress=not args.json,
+                   kernels=args.kernels) as gen:
         result = gen.generate(args.prompt, args.max_new_tokens, sampling, chat=args.chat, on_text=stream)
     if args.json:
         print(json.dumps(result.as_json(), ensure_ascii=False))
@@ -73,6 +74,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _kernels_flag(p: argparse.ArgumentParser, note: str = "") -> None:
+    p.add_argument("--kernels", choices=["auto", "native", "sql"], default=None,
+                   help=f"{note}native: float32 products call the DuckDB extension built from kernels/; sql: pure "
+                        "SQL; auto (the default): native where it builds and loads")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="onnx2sql",
@@ -95,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--region-size", type=int, default=DEFAULT_REGION_SIZE,
                    help=f"ops run as one SQL statement at most (default {DEFAULT_REGION_SIZE}; 1: one statement per op)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _kernels_flag(p)
     p.set_defaults(func=_cmd_compile)
 
     p = sub.add_parser("check", help="list the model's ops and input types onnx2sql supports and those it does not")
@@ -106,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", required=True, help=".npz file mapping graph input names to arrays")
     p.add_argument("-o", "--output", required=True, help=".npz file to write the graph outputs to")
     p.add_argument("--chunk-size", type=int, default=None, help="chunk size when compiling a .onnx")
+    _kernels_flag(p, "when compiling a .onnx; ")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("generate", help="generate text with every multiply done in DuckDB")
@@ -120,11 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-limit", default=None, help="DuckDB memory limit, e.g. 300MB")
     p.add_argument("--db", default=None, help="compiled database (default MODEL_DIR/sql/model.duckdb)")
     p.add_argument("--json", action="store_true", help="print one JSON line instead of streaming text")
+    _kernels_flag(p, "default: the compiled database's, or auto when compiling; ")
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("bench", help="benchmark DuckDB against onnxruntime (and llama.cpp) on the same weights")
     p.add_argument("model_dir", help="an exported model folder")
-    p.add_argument("--engines", default="duckdb,onnxruntime,llama.cpp", help="comma-separated engines to run")
+    p.add_argument("--engines", default="duckdb,duckdb-sql,onnxruntime,llama.cpp",
+                   help="comma-separated engines to run (duckdb: native kernels; duckdb-sql: pure SQL)")
     p.add_argument("--prompt-lens", default="16,128", help="comma-separated prompt lengths in tokens")
     p.add_argument("--new-tokens", type=int, default=32, help="tokens generated per run")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per engine and prompt length")
@@ -136,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up run of each engine")
     p.add_argument("--out", default=None, help="JSON results file or folder (default MODEL_DIR/bench/results.json)")
     p.add_argument("--plot", default=None, help="PNG chart file or folder (default: next to --out)")
+    _kernels_flag(p, "the duckdb engine's kernels; ")
     p.set_defaults(func=_cmd_bench)
     return parser
 

@@ -22,6 +22,7 @@ class EngineOptions:
     gguf: str | None = None  # the llama.cpp weights, prepared by the runner
     context: int = 4096  # llama.cpp's KV cache is allocated for this many positions up front
     eos_ids: list[int] = field(default_factory=list)
+    kernels: str | None = None  # the `duckdb` engine's mode (None: auto); `duckdb-sql` is always pure SQL
 
     def as_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -57,16 +58,34 @@ class Engine(ABC):
     def close(self) -> None:
         pass
 
+    def describe(self) -> dict[str, Any]:
+        """Figures of the engine's set-up worth reporting beside its speed."""
+        return {}
+
 
 class DuckDBEngine(Engine):
+    """onnx2sql in DuckDB, with the kernels of `options.kernels` (native by default)."""
+
     name = "duckdb"
 
-    def setup(self) -> str:
-        from onnx2sql.runtime.generate import Generator, default_db
+    def kernels(self) -> str | None:
+        return self.options.kernels
 
-        kind = "load" if default_db(self.model_dir).exists() else "compile"
-        self.generator = Generator(self.model_dir, memory_limit=self.options.duckdb_memory_limit, progress=True)
+    def database(self) -> Path:
+        from onnx2sql.runtime.generate import default_db
+
+        return default_db(self.model_dir)
+
+    def setup(self) -> str:
+        from onnx2sql.runtime.generate import Generator
+
+        kind = "load" if self.database().exists() else "compile"
+        self.generator = Generator(self.model_dir, db=self.database(), memory_limit=self.options.duckdb_memory_limit,
+                                   progress=True, kernels=self.kernels())
         return kind
+
+    def describe(self) -> dict[str, Any]:
+        return {"kernels": self.generator.program.kernels}
 
     def generate(self, prompt_ids: list[int], new_tokens: int, on_token: OnToken) -> Run:
         count = iter(range(1, new_tokens + 1))
@@ -74,12 +93,22 @@ class DuckDBEngine(Engine):
         return Run(result.token_ids, result.ttft_s, result.tokens_per_s, result.statements_per_step)
 
     def disk_files(self) -> list[Path]:
-        from onnx2sql.runtime.generate import default_db
-
-        return [default_db(self.model_dir)]
+        return [self.database()]
 
     def close(self) -> None:
         self.generator.close()
+
+
+class DuckDBSqlEngine(DuckDBEngine):
+    """onnx2sql in DuckDB in pure SQL (no native kernels), from a database of its own."""
+
+    name = "duckdb-sql"
+
+    def kernels(self) -> str | None:
+        return "sql"
+
+    def database(self) -> Path:
+        return self.model_dir / "sql" / "model-sql.duckdb"
 
 
 class StepEngine(Engine):
@@ -175,4 +204,5 @@ class LlamaCppEngine(StepEngine):
         self.llm.close()
 
 
-ENGINES: dict[str, type[Engine]] = {e.name: e for e in (DuckDBEngine, OnnxRuntimeEngine, LlamaCppEngine)}
+ENGINES: dict[str, type[Engine]] = {e.name: e for e in (DuckDBEngine, DuckDBSqlEngine, OnnxRuntimeEngine,
+                                                        LlamaCppEngine)}

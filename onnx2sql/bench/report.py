@@ -56,6 +56,8 @@ def _rows(result: dict[str, Any]) -> list[tuple[str, Callable[[Figures], str], C
         ("decode tokens/s min-max", _range, lambda r: ""),
         ("decode step growth, longest/shortest prompt", _growth, lambda r: ""),
         ("SQL statements per decode step", lambda f: str(f.get("statements_per_step", "-")), lambda r: ""),
+        ("kernels", lambda f: str(f.get("kernels", "-")), lambda r: ""),
+        ("G multiply-adds/s in decode", lambda f: _number(f.get("g_multiply_adds_per_s")), lambda r: ""),
         ("fraction of memory bandwidth", lambda f: _percent(f.get("bandwidth_fraction")),
          lambda r: _ratio(r.get("bandwidth_fraction"))),
         ("peak resident memory", lambda f: format_bytes(f.get("peak_rss_bytes")),

@@ -49,7 +49,7 @@ def serve(engine_name: str, model_dir: Path, options: dict[str, Any], replies: I
         reply({"error": _describe(exc)})
         return 1
     files = engine.disk_files()
-    reply({"ready": True, "setup_kind": kind, "setup_s": setup_s, "rss_before_setup_bytes": rss_before,
+    reply({"ready": True, **engine.describe(), "setup_kind": kind, "setup_s": setup_s, "rss_before_setup_bytes": rss_before,
            "disk_bytes": sum(f.stat().st_size for f in files), "disk_files": [str(f) for f in files],
            "peak_rss_bytes": peak_rss_bytes()})
     for line in sys.stdin:

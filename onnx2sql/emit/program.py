@@ -42,6 +42,8 @@ class Program:
     symbols: list[SymbolSource]
     statements: list[Statement]
     regions: list[Region] = field(default_factory=list)
+    # "native": float32 products call the native kernels, which must be loaded to run it; "sql": pure SQL.
+    kernels: str = "sql"
     # Tables no longer needed after region k: dropped to free memory.
     drops: list[list[str]] = field(default_factory=list)
     weights: list[WeightTable] = field(default_factory=list)
@@ -74,6 +76,9 @@ class Program:
         """The whole program as a readable SQL file with a shape comment on every table."""
         lines = ["-- onnx2sql program. Layout: leading index columns i0.., chunk c, v = up to "
                  f"{self.chunk} elements of the last axis.",
+                 f"-- Kernels: {self.kernels} ("
+                 + ("float32 products call onnx2sql_tile_matvec and onnx2sql_dot" if self.kernels == "native"
+                    else "pure SQL") + ").",
                  "-- Symbols are DuckDB variables set before each run:"]
         lines += [f"--   {s.symbol} = {comment_text(s.input)} axis {s.axis} ({comment_text(s.label)})"
                   for s in self.symbols]
@@ -94,6 +99,7 @@ class Program:
             "inputs": [asdict(t) for t in self.inputs],
             "outputs": [asdict(t) for t in self.outputs],
             "symbols": [asdict(s) for s in self.symbols],
+            "kernels": self.kernels,
             "statements": [asdict(s) for s in self.statements],
             "regions": [r.members for r in self.regions],
             "drops": self.drops,
@@ -109,6 +115,7 @@ class Program:
             symbols=[SymbolSource(**s) for s in data["symbols"]],
             statements=[Statement(**{**s, "reads": tuple(s["reads"])}) for s in data["statements"]],
             regions=[Region(members) for members in data["regions"]],
+            kernels=data["kernels"],
             drops=data["drops"],
         )
 

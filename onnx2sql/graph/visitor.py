@@ -24,13 +24,17 @@ DEFAULT_CHUNK = 64
 
 def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK,
                 constants: Mapping[str, np.ndarray] | None = None,
-                region_size: int = DEFAULT_REGION_SIZE, append_in_place: bool = True) -> Program:
+                region_size: int = DEFAULT_REGION_SIZE, append_in_place: bool = True,
+                kernels: str = "sql") -> Program:
     """Lower a whole model, or raise UnsupportedOpError naming every node that cannot be lowered.
 
     `constants` fixes the values of some graph inputs: the program is specialised to them.
     `region_size` bounds the statements run as one database statement (onnx2sql/emit/regions.py).
     `append_in_place` lets a Concat of a graph input with new rows, itself a graph output (a KV
-    cache), append to the input's table instead of copying it (onnx2sql/ops/shape.py)."""
+    cache), append to the input's table instead of copying it (onnx2sql/ops/shape.py).
+    `kernels` is "native" (float32 products call the native kernels) or "sql"."""
+    if kernels not in ("native", "sql"):
+        raise ModelError(f"kernels must be 'native' or 'sql', got {kernels!r}")
     if chunk < 1:
         raise ModelError(f"chunk size must be at least 1, got {chunk}")
     if region_size < 1:
@@ -41,7 +45,8 @@ def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK,
     if problems:
         raise UnsupportedOpError(problems)
     ctx = LowerContext(chunk=chunk, graph_outputs=frozenset(out.name for out in graph.output),
-                       sole_readers=_sole_readers(graph), append_in_place=append_in_place)
+                       sole_readers=_sole_readers(graph), append_in_place=append_in_place,
+                       native=kernels == "native")
     values: dict[str, Value] = {}
     for init in graph.initializer:
         arr = initializer_array(init)
@@ -78,7 +83,7 @@ def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK,
     keep = {spec.table for spec in inputs + outputs_spec}
     fuse_elementwise(ctx, keep)
     drop_unread(ctx, keep)
-    program = Program(chunk, inputs, outputs_spec, symbols, ctx.statements, weights=ctx.weights)
+    program = Program(chunk, inputs, outputs_spec, symbols, ctx.statements, weights=ctx.weights, kernels=kernels)
     return program.finish(region_size)
 
 

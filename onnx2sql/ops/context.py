@@ -61,6 +61,8 @@ class WeightTable:
     # tiles numbered from `first_tile` (0: the ordinary chunked layout).
     tile_rows: int = 0
     first_tile: int = 0
+    # Tiles stored as BLOBs of little-endian float32 rows, the form the native kernels multiply.
+    blob: bool = False
 
 
 class NodeView:
@@ -136,6 +138,8 @@ class LowerContext:
     # cache's past and present) then appends the new rows to the input's table.
     sole_readers: dict[str, int] = field(default_factory=dict)
     append_in_place: bool = True
+    # Products of float32 tensors call the native kernels (onnx2sql_tile_matvec, onnx2sql_dot).
+    native: bool = False
     statements: list[Statement] = field(default_factory=list)
     weights: list[WeightTable] = field(default_factory=list)
     node_label: str = ""
@@ -196,19 +200,26 @@ class LowerContext:
             arr = value.array.astype(value.dtype)
             arr = arr.T if transpose else arr
             note = "tiles of whole rows" + (" of the transpose" if transpose else "")
+            blob = self.native_for(value.dtype)
+            note += " (float32 BLOBs)" if blob else ""
             parts = []
             for first, end in zip(tile_bounds[:-1], tile_bounds[1:]):
                 rows = np.ascontiguousarray(arr[first * self.chunk:end * self.chunk])
                 parts.append(self.add_weight(rows, f"{note}, tiles {first}..{end - 1}", tile_rows=self.chunk,
-                                             first_tile=first))
+                                             first_tile=first, blob=blob))
             self._weight_parts[key] = parts
         return self._weight_parts[key]
 
-    def add_weight(self, array: np.ndarray, note: str, tile_rows: int = 0, first_tile: int = 0) -> Runtime:
+    def native_for(self, dtype: np.dtype) -> bool:
+        """Whether products of this element type call the native kernels (float32 only)."""
+        return self.native and np.dtype(dtype) == np.float32
+
+    def add_weight(self, array: np.ndarray, note: str, tile_rows: int = 0, first_tile: int = 0,
+                   blob: bool = False) -> Runtime:
         table = self._new_name("w")
         out = Runtime(table, array.dtype, as_shape(array.shape))
         self.weights.append(WeightTable(table, array, f"{note}; used by {self.node_label}", self.chunk,
-                                        tile_rows, first_tile))
+                                        tile_rows, first_tile, blob))
         return out
 
     def emit(self, template: str, dtype: np.dtype, shape: Shape, recomputable: bool = False,

@@ -85,6 +85,7 @@ def product(ctx: LowerContext, a: Operand, bt: Operand, k: Dim, out_shape: Shape
         "matmul/product.sql.j2", dtype, out_shape,
         a=a_ref, bt=bt_ref, lead=lead, group=[e for e in lead if e != "0"], conditions=conditions,
         whole=np.dtype(dtype).kind == "f", single=k_static is not None and k_static <= ctx.chunk,
+        native=ctx.native_for(dtype),
     )
 
 
@@ -103,7 +104,7 @@ def _product_with_weight_tiles(ctx: LowerContext, a_ref: TableRef, bt: Operand, 
     parts = [ctx.table_ref(t) for t in ctx.weight_tiles(bt.value, transpose=bt.swap, tile_bounds=bounds)]
     return ctx.emit(
         "matmul/tiles_product.sql.j2", dtype, out_shape,
-        a=a_ref, a_whole=k <= ctx.chunk, parts=parts,
+        a=a_ref, a_whole=k <= ctx.chunk, parts=parts, native=ctx.native_for(dtype),
         rows_from=OUTPUT_ROWS_FROM if graph_output and a_ref.lead >= 1 else None,
     )
 

@@ -20,6 +20,7 @@ from onnx2sql.errors import InputError
 from onnx2sql.graph.symbolic import evaluate
 from onnx2sql.ops.context import LowerContext
 from onnx2sql.ops.matmul import OUTPUT_ROWS_FROM
+from onnx2sql.runtime.kernel_mode import resolve_kernels
 from onnx2sql.runtime.session import CountingConnection, Session
 from onnx2sql.runtime.text import ModelFolder
 from onnx2sql.sizes import parse_size
@@ -74,21 +75,32 @@ class Generator:
     """A model folder plus its compiled database, ready to generate."""
 
     def __init__(self, model_dir: str | Path, db: str | Path | None = None, memory_limit: str | None = None,
-                 progress: bool = True):
+                 progress: bool = True, kernels: str | None = None):
+        """`kernels` ("auto", "native", "sql"; None: whatever the database was compiled with, or auto
+        when compiling) is the mode of the compiled program; the model folder's own database is
+        compiled again in another mode when one is asked for, a --db of another mode is refused."""
         self.folder = ModelFolder.open(model_dir)
         self.db_path = Path(db) if db else default_db(self.folder.path)
-        if self.db_path == default_db(self.folder.path) and self.db_path.exists() \
-                and written_by_older_version(self.db_path):
+        own_folder = self.db_path == default_db(self.folder.path)
+        if own_folder and self.db_path.exists() and written_by_older_version(self.db_path):
             self.db_path.unlink()  # the model folder's own database: compiled again below
+        mode = resolve_kernels(kernels) if kernels is not None else None
         if not self.db_path.exists():
-            compile_database(self.folder.path / "model.onnx", self.db_path, progress,
-                             own_folder=self.db_path == default_db(self.folder.path))
+            compile_database(self.folder.path / "model.onnx", self.db_path, progress, own_folder, mode)
         self.spill_dir = Path(tempfile.mkdtemp(prefix="onnx2sql-spill-"))
         config = {"temp_directory": str(self.spill_dir)}
         if memory_limit:
             # DuckDB takes a byte count; checked here so a typo names the flag.
             config["memory_limit"] = f"{parse_size(memory_limit, '--memory-limit')}b"
         con, self.program = open_database(self.db_path, self.folder.path / "model.onnx", config)
+        if mode is not None and self.program.kernels != mode:
+            con.close()
+            if not own_folder:
+                raise InputError(f"{str(self.db_path)!r} was compiled with --kernels {self.program.kernels}, "
+                                 f"not {mode}: name another --db or leave --kernels out")
+            self.db_path.unlink()
+            compile_database(self.folder.path / "model.onnx", self.db_path, progress, own_folder, mode)
+            con, self.program = open_database(self.db_path, self.folder.path / "model.onnx", config)
         self.con = CountingConnection(con)
         self.session = Session(self.con, self.program)
         pairs = _present_to_past(self.program)
@@ -229,15 +241,16 @@ def _present_to_past(program: Program) -> dict[str, str]:
     return pairs
 
 
-def compile_database(model: Path, db_path: Path, progress: bool, own_folder: bool) -> None:
+def compile_database(model: Path, db_path: Path, progress: bool, own_folder: bool,
+                     kernels: str | None = None) -> None:
     """Compile into the model's sql/ folder, or next to a user's --db path and move it into place."""
     if own_folder:
-        compile_model(model, db_path.parent, progress=progress)
+        compile_model(model, db_path.parent, progress=progress, kernels=kernels)
         return
     db_path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{db_path.name}.", dir=db_path.parent))
     try:
-        compile_model(model, staging / "out", progress=progress)
+        compile_model(model, staging / "out", progress=progress, kernels=kernels)
         (staging / "out" / "program.sql").rename(db_path.with_suffix(".program.sql"))
         (staging / "out" / DB_FILE).rename(db_path)
     finally:

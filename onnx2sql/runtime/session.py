@@ -36,7 +36,10 @@ def connect(path: str | Path | None = None, read_only: bool = False,
             config: dict[str, str] | None = None) -> duckdb.DuckDBPyConnection:
     # Settings such as memory_limit go in at connect time: lowering a limit later fails once
     # DuckDB already holds more than the new limit.
-    con = duckdb.connect(str(path) if path else ":memory:", read_only=read_only, config=config or {})
+    # Unsigned extensions: the native kernels are built here, not signed by DuckDB. Only a LOAD of
+    # their file (onnx2sql/runtime/kernels.py) loads anything.
+    config = {"allow_unsigned_extensions": "true", **(config or {})}
+    con = duckdb.connect(str(path) if path else ":memory:", read_only=read_only, config=config)
     for macro in _MACROS:
         con.execute(macro)
     return con
@@ -68,6 +71,8 @@ class Session:
     def __init__(self, con: duckdb.DuckDBPyConnection, program: Program):
         self.con = con
         self.program = program
+        if program.kernels == "native":
+            load_program_kernels(con)
         self.trace = os.environ.get("ONNX2SQL_TRACE", "") not in ("", "0")
         self.bindings: dict[sympy.Symbol, int] = {}
 
@@ -156,6 +161,17 @@ class Session:
         ).fetchall()
         for (table,) in tables:
             self.con.execute(f"DROP TABLE IF EXISTS temp.main.{quote_ident(table)}")
+
+
+def load_program_kernels(con: duckdb.DuckDBPyConnection) -> None:
+    """Load the native kernels a program compiled with --kernels native calls, or say how to get them."""
+    from onnx2sql.runtime.kernels import KernelsUnavailable, load_kernels
+
+    try:
+        load_kernels(con)
+    except KernelsUnavailable as exc:
+        raise KernelsUnavailable(f"this program was compiled with --kernels native: {exc}; or compile it again "
+                                 "with --kernels sql") from None
 
 
 def read_meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:

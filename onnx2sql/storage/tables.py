@@ -57,7 +57,9 @@ def write_table(con: duckdb.DuckDBPyConnection, table: str, array: np.ndarray, c
 
 def write_weight(con: duckdb.DuckDBPyConnection, weight: "WeightTable") -> None:
     """A weight table in its layout: chunked, or tiles of whole rows."""
-    if weight.tile_rows:
+    if weight.tile_rows and weight.blob:
+        write_blob_tiles(con, weight.table, weight.array, weight.tile_rows, weight.first_tile)
+    elif weight.tile_rows:
         write_tiles(con, weight.table, weight.array, weight.tile_rows, weight.first_tile)
     else:
         write_table(con, weight.table, weight.array, weight.chunk)
@@ -78,6 +80,25 @@ def write_tiles(con: duckdb.DuckDBPyConnection, table: str, matrix: np.ndarray, 
     try:
         con.execute(f"CREATE OR REPLACE TABLE {quote_ident(table)} AS "
                     f"SELECT c, CAST(m AS {sql_type(matrix.dtype)}[][]) AS m FROM {_REGISTERED}")
+    finally:
+        con.unregister(_REGISTERED)
+
+
+def write_blob_tiles(con: duckdb.DuckDBPyConnection, table: str, matrix: np.ndarray, tile_rows: int,
+                     first_tile: int) -> None:
+    """A float32 matrix as rows (c, m): m is a BLOB of the tile's rows, little-endian float32,
+    row-major, as the native kernel onnx2sql_tile_matvec reads it."""
+    rows, width = matrix.shape
+    tiles = -(-rows // tile_rows)
+    flat = np.ascontiguousarray(matrix, dtype="<f4").reshape(-1).view(np.uint8)
+    starts = np.minimum(np.arange(tiles + 1, dtype=np.int64) * tile_rows, rows) * width * 4
+    blobs = pa.LargeBinaryArray.from_buffers(pa.large_binary(), tiles,
+                                             [None, pa.py_buffer(starts), pa.py_buffer(flat)])
+    arrow = pa.table({"c": pa.array(np.arange(first_tile, first_tile + tiles, dtype=np.int32)), "m": blobs})
+    con.register(_REGISTERED, arrow)
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {quote_ident(table)} AS "
+                    f"SELECT c, CAST(m AS BLOB) AS m FROM {_REGISTERED}")
     finally:
         con.unregister(_REGISTERED)
 

@@ -1,0 +1,55 @@
+"""Which kernels a compiled program uses: "native" (float32 products call the DuckDB extension built
+from kernels/) or "sql" (pure SQL, portable). `auto` is native where the extension builds and loads,
+else pure SQL with one line saying why."""
+from __future__ import annotations
+
+import os
+import sys
+from functools import lru_cache
+
+from onnx2sql.errors import InputError, Onnx2SqlError
+
+KERNEL_MODES = ("auto", "native", "sql")
+# Sets the default of --kernels (and of the Python API's kernels=): the test suite runs once per mode.
+KERNELS_ENV = "ONNX2SQL_KERNELS"
+
+
+def default_mode() -> str:
+    return os.environ.get(KERNELS_ENV, "auto") or "auto"
+
+
+def resolve_kernels(mode: str | None) -> str:
+    """"native" or "sql" for a requested mode (None: the default)."""
+    mode = mode or default_mode()
+    if mode not in KERNEL_MODES:
+        raise InputError(f"--kernels must be one of {', '.join(KERNEL_MODES)}, got {mode!r}")
+    if mode == "sql":
+        return "sql"
+    reason = native_unavailable_reason()
+    if reason is None:
+        return "native"
+    if mode == "native":
+        from onnx2sql.runtime.kernels import KernelsUnavailable
+
+        raise KernelsUnavailable(reason)
+    print(f"onnx2sql: native kernels unavailable ({reason}); running pure SQL", file=sys.stderr)
+    return "sql"
+
+
+@lru_cache(maxsize=1)
+def native_unavailable_reason() -> str | None:
+    """None when the extension builds (or is built) and loads into DuckDB; else why not."""
+    import duckdb
+
+    from onnx2sql.runtime.kernels import KERNEL_CONFIG, build_extension, load_kernels
+
+    try:
+        build_extension(quiet=True)
+        con = duckdb.connect(config=dict(KERNEL_CONFIG))
+        try:
+            load_kernels(con)
+        finally:
+            con.close()
+    except Onnx2SqlError as exc:
+        return str(exc)
+    return None
