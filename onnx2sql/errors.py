@@ -44,3 +44,11 @@ class InputError(Onnx2SqlError):
 
 class ModelError(Onnx2SqlError):
     """The model file is missing, unreadable or malformed."""
+
+
+class KernelsUnavailable(Onnx2SqlError):
+    """The native kernels extension is not built, or DuckDB refuses to load it."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
