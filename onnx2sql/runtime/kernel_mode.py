@@ -31,7 +31,8 @@ def resolve_kernels(mode: str | None) -> str:
     if mode == "native":
         from onnx2sql.runtime.kernels import KernelsUnavailable
 
-        raise KernelsUnavailable(reason)
+        raise KernelsUnavailable(f"--kernels native: {reason}. Build the kernels with `make kernels` (a C "
+                                 "compiler is needed), or use --kernels sql")
     print(f"onnx2sql: native kernels unavailable ({reason}); running pure SQL", file=sys.stderr)
     return "sql"
 

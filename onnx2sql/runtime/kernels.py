@@ -7,6 +7,7 @@ onnx2sql_tile_matvec(BLOB, FLOAT[]) and onnx2sql_dot(FLOAT[], FLOAT[]).
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -26,9 +27,15 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 _BUILD_SCRIPT = _REPO_ROOT / "kernels" / "build.py"
 
 
+# Another folder to build the extension into and load it from (default: <repo>/build).
+BUILD_DIR_ENV = "ONNX2SQL_KERNELS_BUILD_DIR"
+
+
 def extension_path() -> Path:
-    """Where the built extension is: <repo>/build/onnx2sql_kernels.duckdb_extension."""
-    return _REPO_ROOT / "build" / EXTENSION_FILE
+    """Where the built extension is: <repo>/build/onnx2sql_kernels.duckdb_extension, or in the
+    folder $ONNX2SQL_KERNELS_BUILD_DIR names."""
+    folder = os.environ.get(BUILD_DIR_ENV)
+    return (Path(folder) if folder else _REPO_ROOT / "build") / EXTENSION_FILE
 
 
 def _build_module() -> ModuleType:

@@ -12,6 +12,7 @@ from onnx2sql.emit.regions import build_regions, region_query, region_reads
 from onnx2sql.graph.load import load_model
 from onnx2sql.graph.visitor import lower_model
 from onnx2sql.ops.context import Statement
+from onnx2sql.runtime.kernel_mode import resolve_kernels
 from decoder_feeds import feeds as decoder_feeds, past_specs
 
 
@@ -146,10 +147,11 @@ def test_in_place_cache_and_generic_concat_give_identical_outputs(tiny_llama3_di
     rng = np.random.default_rng(2)
     past = {name: rng.standard_normal((1, heads, 4, dim)).astype(np.float32) for name, heads, dim in past_specs(path)}
     feeds = decoder_feeds(path, np.array([[7, 11]]), past=past)
-    generic = lower_model(model, append_in_place=False)
+    kernels = resolve_kernels(None)  # the mode the suite runs in, for both programs
+    generic = lower_model(model, append_in_place=False, kernels=kernels)
     assert not any(s.appends for s in generic.statements)
     want = _run_program(generic, feeds)
-    got = onnx2sql.run(model, feeds)
+    got = onnx2sql.run(model, feeds, kernels=kernels)
     assert list(got) == list(want)
     for name in want:
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)

@@ -7,12 +7,15 @@ Every numeric test runs with the SIMD code this CPU picks and with the portable 
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pytest
 
+import onnx2sql
+from decoder_feeds import feeds as decoder_feeds
 from onnx2sql.errors import KernelsUnavailable, Onnx2SqlError
 from onnx2sql.runtime import kernels
 from onnx2sql.runtime.kernels import KERNEL_CONFIG, build_extension, extension_path, load_kernels
@@ -216,3 +219,47 @@ def test_load_refused_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         load_kernels(duckdb.connect(config=KERNEL_CONFIG))
     assert str(junk) in str(info.value)
     assert "make kernels" in str(info.value)
+
+
+# ---------------------------------------------------------------- kernel modes without the extension
+
+def _without_kernels(tmp_path: Path) -> dict[str, str]:
+    """An environment where the extension is not built and cannot be: no C compiler."""
+    import os
+
+    return {**os.environ, "ONNX2SQL_KERNELS_BUILD_DIR": str(tmp_path / "empty"), "CC": str(tmp_path / "no-cc")}
+
+
+def test_auto_falls_back_to_sql_with_one_line_saying_why(tmp_path: Path, tiny_llama3_dir: Path) -> None:
+    out = tmp_path / "compiled"
+    result = subprocess.run([sys.executable, "-m", "onnx2sql", "compile", str(tiny_llama3_dir / "model.onnx"),
+                             "-o", str(out), "-q", "--kernels", "auto"],
+                            capture_output=True, text=True, env=_without_kernels(tmp_path), timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("onnx2sql: native kernels unavailable (")
+    assert "no-cc" in lines[0] and lines[0].endswith("; running pure SQL")
+    assert "-- Kernels: sql (pure SQL)." in (out / "program.sql").read_text()
+
+
+def test_native_without_the_extension_is_a_clear_error(tmp_path: Path, tiny_llama3_dir: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "onnx2sql", "compile", str(tiny_llama3_dir / "model.onnx"),
+                             "-o", str(tmp_path / "compiled"), "-q", "--kernels", "native"],
+                            capture_output=True, text=True, env=_without_kernels(tmp_path), timeout=300)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "no-cc" in result.stderr and "make kernels" in result.stderr
+    assert not (tmp_path / "compiled").exists()
+
+
+def test_a_native_database_where_the_extension_cannot_load_names_the_fix(tmp_path: Path,
+                                                                        tiny_llama3_dir: Path) -> None:
+    out = tmp_path / "compiled"
+    onnx2sql.compile(tiny_llama3_dir / "model.onnx", out, kernels="native")
+    feeds = tmp_path / "feeds.npz"
+    np.savez(feeds, **decoder_feeds(tiny_llama3_dir / "model.onnx", np.array([[3, 4]])))
+    result = subprocess.run([sys.executable, "-m", "onnx2sql", "run", str(out), "--inputs", str(feeds),
+                             "-o", str(tmp_path / "out.npz")],
+                            capture_output=True, text=True, env=_without_kernels(tmp_path), timeout=300)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "compiled with --kernels native" in result.stderr and "make kernels" in result.stderr
+    assert "--kernels sql" in result.stderr
