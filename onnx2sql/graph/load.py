@@ -14,8 +14,12 @@ def load_model(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
     if isinstance(model, onnx.ModelProto):
         return model
     path = Path(model)
+    if path.is_dir():
+        raise ModelError(f"model {str(path)!r} is a folder, not an .onnx file")
     if not path.is_file():
         raise ModelError(f"model file {str(path)!r} does not exist")
+    if path.stat().st_size == 0:
+        raise ModelError(f"model file {str(path)!r} is empty (0 bytes), not an ONNX model")
     try:
         # External data is loaded from beside the file; >2 GB models are fine this way.
         return onnx.load(str(path), load_external_data=True)
