@@ -44,3 +44,11 @@ class InputError(Onnx2SqlError):
 
 class ModelError(Onnx2SqlError):
     """The model file is missing, unreadable or malformed."""
+
+
+class UsageError(InputError):
+    """A command-line flag or argument with a value that can never work (the CLI exits 2)."""
+
+
+class DatabaseError(InputError):
+    """A compiled database that is not onnx2sql's, or is truncated or corrupted."""
