@@ -36,7 +36,10 @@ def connect(path: str | Path | None = None, read_only: bool = False,
             config: dict[str, str] | None = None) -> duckdb.DuckDBPyConnection:
     # Settings such as memory_limit go in at connect time: lowering a limit later fails once
     # DuckDB already holds more than the new limit.
-    con = duckdb.connect(str(path) if path else ":memory:", read_only=read_only, config=config or {})
+    # Nothing is ever fetched from the network: a file DuckDB cannot read itself is refused
+    # instead of having an extension for it downloaded and loaded.
+    settings = {"autoinstall_known_extensions": False, "autoload_known_extensions": False, **(config or {})}
+    con = duckdb.connect(str(path) if path else ":memory:", read_only=read_only, config=settings)
     for macro in _MACROS:
         con.execute(macro)
     return con
@@ -139,11 +142,12 @@ class Session:
 
 
 def read_meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
-    row = con.execute(f"SELECT value FROM {META_TABLE} WHERE key = ?", [key]).fetchone()
-    return row[0] if row else None
+    # fetchall: a result left unfinished would block the next use of the connection.
+    rows = con.execute(f"SELECT value FROM {META_TABLE} WHERE key = ?", [key]).fetchall()
+    return rows[0][0] if rows else None
 
 
 def meta_exists(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(con.execute(
         f"SELECT count(*) FROM duckdb_tables() WHERE table_name = {quote_literal(META_TABLE)} AND NOT temporary"
-    ).fetchone()[0])
+    ).fetchall()[0][0])
