@@ -16,12 +16,12 @@ from onnx2sql.emit.program import Program
 from onnx2sql.emit.sql import comment_text, quote_ident, quote_literal, sql_type
 from onnx2sql.errors import DatabaseError, InputError, UnsupportedOpError, UsageError
 from onnx2sql.graph.checker import validate_model
-from onnx2sql.graph.load import load_model
+from onnx2sql.graph.load import load_model_with_data_files
 from onnx2sql.graph.visitor import DEFAULT_CHUNK, lower_model
 from onnx2sql.ops.context import describe_layout
 from onnx2sql.graph.values import Runtime
 from onnx2sql.graph.symbolic import as_shape
-from onnx2sql.runtime.fingerprint import CACHE_SUFFIX, cache_file, external_data_files, model_digests
+from onnx2sql.runtime.fingerprint import CACHE_SUFFIX, cache_file, model_digests
 from onnx2sql.runtime.session import META_TABLE, Session, connect, meta_exists, read_meta
 from onnx2sql.storage.folders import check_output_folder, recover_interrupted_replace, remove_stale_staging, \
     replace_dir, staging_dir
@@ -52,7 +52,7 @@ def compile(model: str | Path | onnx.ModelProto, out_dir: str | Path, chunk_size
     check_output_folder(out, COMPILED_FILES)
     recover_interrupted_replace(out)
     remove_stale_staging(out)
-    proto = load_valid_model(model)
+    proto, data_files = load_valid_model(model)
     program = lower_model(proto, chunk)
     staging = staging_dir(out)
     try:
@@ -61,7 +61,7 @@ def compile(model: str | Path | onnx.ModelProto, out_dir: str | Path, chunk_size
             _store_weights(con, program, progress)
             con.execute(f"CREATE TABLE {META_TABLE} (key VARCHAR PRIMARY KEY, value VARCHAR)")
             meta = {"format": FORMAT_VERSION, "program": program.to_json(),
-                    "index_bounds": json.dumps(index_bounds(proto)), **fingerprint(model, proto, staging / DB_FILE)}
+                    "index_bounds": json.dumps(index_bounds(proto)), **fingerprint(model, proto, data_files, staging / DB_FILE)}
             con.executemany(f"INSERT INTO {META_TABLE} VALUES (?, ?)", list(meta.items()))
             con.execute("CHECKPOINT")
         finally:
@@ -101,7 +101,7 @@ def run(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray],
         _check_feed_sizes(feeds, {s.name: [_is_fixed_text(d) for d in s.shape] for s in program.inputs})
     else:
         db = None
-        proto = load_valid_model(model)
+        proto, _ = load_valid_model(model)
         bounds = index_bounds(proto)
         _check_feed_sizes(feeds, _fixed_axes(proto))
         program, feeds = _lower_for_feeds(proto, chunk, feeds)
@@ -117,11 +117,12 @@ def run(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray],
         con.close()
 
 
-def load_valid_model(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
-    """The model, read and checked by onnx's checker (ModelError naming what it found)."""
-    proto = load_model(model)
+def load_valid_model(model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+    """The model, read and checked by onnx's checker (ModelError naming what it found), and the
+    external data files it was read from."""
+    proto, data_files = load_model_with_data_files(model)
     validate_model(proto, None if isinstance(model, onnx.ModelProto) else Path(model))
-    return proto
+    return proto, data_files
 
 
 def _chunk(chunk_size: int | None) -> int:
@@ -299,12 +300,13 @@ def open_compiled_db(db: Path, config: dict[str, str] | None = None):
         raise
 
 
-def fingerprint(model: str | Path | onnx.ModelProto, proto: onnx.ModelProto, db: Path) -> dict[str, str]:
+def fingerprint(model: str | Path | onnx.ModelProto, proto: onnx.ModelProto, data_files: list[str],
+                db: Path) -> dict[str, str]:
     """What identifies the compiled model: the SHA-256 of model.onnx and of its external data files
     (seeding the digest cache beside `db`); for an in-memory model, of its serialised bytes."""
     if isinstance(model, (str, Path)):
         path = Path(model)
-        digests = model_digests(path, external_data_files(path), cache_file(db))
+        digests = model_digests(path, data_files, cache_file(db))
         return {"model_sha256": digests.pop(path.name), "external_data_sha256": json.dumps(digests)}
     data = proto.SerializeToString(deterministic=True) if proto.ByteSize() < (1 << 31) else b""
     return {"model_sha256": hashlib.sha256(data).hexdigest(), "external_data_sha256": "{}"}

@@ -12,33 +12,11 @@ import json
 import os
 from pathlib import Path
 
-import onnx
-
 CACHE_SUFFIX = ".sha256.json"
 
 
 def cache_file(db: Path) -> Path:
     return db.with_name(db.name + CACHE_SUFFIX)
-
-
-def external_data_files(model: Path) -> list[str]:
-    """The external data files a model names, relative to its folder (read without loading them)."""
-    proto = onnx.load(str(model), load_external_data=False)
-    locations = set()
-    for tensor in _all_tensors(proto.graph):
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            locations.update(entry.value for entry in tensor.external_data if entry.key == "location")
-    return sorted(locations)
-
-
-def _all_tensors(graph: onnx.GraphProto):
-    yield from graph.initializer
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.HasField("t"):
-                yield attribute.t
-            for sub in list(attribute.graphs) + ([attribute.g] if attribute.HasField("g") else []):
-                yield from _all_tensors(sub)
 
 
 def model_digests(model: Path, data_files: list[str], cache: Path | None) -> dict[str, str]:
