@@ -101,8 +101,7 @@ class Generator:
         """Finish what an interrupted run left, then compile if there is no database yet."""
         if self.own_db:
             recover_interrupted_replace(self.db_path.parent)
-        else:
-            remove_stale_staging(self.db_path)
+        remove_stale_staging(self.db_path.parent if self.own_db else self.db_path)
         if self.db_path.is_dir():
             raise InputError(f"--db {str(self.db_path)!r} is a folder; name a database file")
         if self.own_db and self.db_path.exists() and written_by_older_version(self.db_path):
