@@ -47,12 +47,17 @@ def resolve_source(source: str) -> Source:
 
 def _hf_folder_source(folder: Path, source: str) -> Source:
     config = read_config_json(folder, source)  # fail now if it is not a checkpoint folder at all
-    if not any(next(folder.glob(pattern), None) for pattern in _WEIGHT_FILES):
-        raise InputError(f"{source}: the folder holds no model weights (model.safetensors or "
-                         "pytorch_model.bin), so it is not a complete Hugging Face checkpoint")
     label = str(folder)
     return Source(folder.name, label, load=partial(load_hf_folder, folder, label),
-                  check=partial(check_causal_lm, config, label))
+                  check=partial(_check_hf_folder, folder, config, label))
+
+
+def _check_hf_folder(folder: Path, config: dict, label: str) -> None:
+    """A decoder LLM's checkpoint, with weights to load (transformers fails obscurely without)."""
+    check_causal_lm(config, label)
+    if not any(next(folder.glob(pattern), None) for pattern in _WEIGHT_FILES):
+        raise InputError(f"{label}: the folder holds no model weights (model.safetensors or "
+                         "pytorch_model.bin), so it is not a complete Hugging Face checkpoint")
 
 
 def _gguf_source(path: Path, source: str) -> Source:
