@@ -13,7 +13,7 @@ import sympy
 
 from onnx2sql.emit.program import Program
 from onnx2sql.emit.sql import quote_ident, quote_literal
-from onnx2sql.errors import InputError
+from onnx2sql.errors import InputError, ShapeError
 from onnx2sql.graph.symbolic import evaluate
 from onnx2sql.storage.tables import read_table, write_table
 
@@ -90,7 +90,12 @@ class Session:
         spec = next(s for s in self.program.outputs if s.name == output)
         value = spec.runtime()
         shape = tuple(evaluate(d, bindings) for d in value.shape)
-        return read_table(self.con, value.table, value.rank, shape, value.dtype)
+        try:
+            return read_table(self.con, value.table, value.rank, shape, value.dtype)
+        except ShapeError as exc:
+            # Rows go missing when a Gather's index selects a row that does not exist.
+            raise InputError(f"output {output!r} came out incomplete ({exc}): does an index input select "
+                             "rows that do not exist, such as a token id beyond the vocabulary?") from exc
 
     def _check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         expected = {spec.name: spec for spec in self.program.inputs}
