@@ -25,10 +25,12 @@ from onnx2sql.ops.matmul import OUTPUT_ROWS_FROM
 from onnx2sql.runtime.session import Session
 from onnx2sql.runtime.text import ModelFolder
 from onnx2sql.sizes import parse_size
-from onnx2sql.storage.folders import recover_interrupted_replace, remove_stale_staging, staging_dir
+from onnx2sql.storage.folders import private_temp_dir, recover_interrupted_replace, remove_dead_owners, \
+    remove_stale_staging, staging_dir
 from onnx2sql.storage.tables import read_table
 
 PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
+SPILL_PREFIX = "onnx2sql-spill-"  # DuckDB's temp_directory, one per Generator, in the temp folder
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,8 @@ class Generator:
         self.spill_dir: Path | None = None
         self.con: duckdb.DuckDBPyConnection | None = None
         try:
-            self.spill_dir = Path(tempfile.mkdtemp(prefix="onnx2sql-spill-"))
+            remove_dead_owners(Path(tempfile.gettempdir()), SPILL_PREFIX)  # of generates that were killed
+            self.spill_dir = private_temp_dir(SPILL_PREFIX)
             config["temp_directory"] = str(self.spill_dir)
             self.con, self.program = self._open_database(config, progress)
             self._prepare_program()

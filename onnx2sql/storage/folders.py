@@ -48,10 +48,20 @@ def staging_dir(out: Path) -> Path:
 
 def remove_stale_staging(out: Path) -> None:
     """Delete staging siblings of `out` left by a writer that no longer runs (killed mid-way)."""
-    if not out.parent.is_dir():
+    remove_dead_owners(out.parent, f".{out.name}.", STAGING_SUFFIX)
+
+
+def private_temp_dir(prefix: str) -> Path:
+    """A new folder in the temp folder whose name carries this process's id after `prefix`, so a
+    later run can remove it if this process is killed before it does (remove_dead_owners)."""
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}."))
+
+
+def remove_dead_owners(parent: Path, prefix: str, suffix: str = "") -> None:
+    """Delete folders in `parent` named prefix + <process id> + ... + suffix whose process is gone."""
+    if not parent.is_dir():
         return
-    prefix = f".{out.name}."
-    for path in out.parent.glob(f"{glob.escape(prefix)}*{STAGING_SUFFIX}"):
+    for path in parent.glob(f"{glob.escape(prefix)}*{glob.escape(suffix)}"):
         pid = path.name[len(prefix):].split(".", 1)[0]
         if pid.isdigit() and not _process_exists(int(pid)):
             shutil.rmtree(path, ignore_errors=True)

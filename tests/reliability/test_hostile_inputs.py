@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import duckdb
 import numpy as np
 import onnx
 import onnx.helper as oh
@@ -168,6 +169,16 @@ def _run_tiny(ids: np.ndarray, output: str = "o.npz") -> Callable[[Workspace], l
     return build
 
 
+def _run_unchecked_index(ws: Workspace) -> list[str]:
+    """run on a database that does not record which inputs are indices (as earlier versions wrote)."""
+    folder = ws.model_folder()
+    con = duckdb.connect(str(folder / "sql" / "model.duckdb"))
+    con.execute("DELETE FROM onnx2sql_meta WHERE key = 'index_bounds'")
+    con.close()
+    np.savez(ws.path("in.npz"), **_decoder_feeds(ws.tiny / "model.onnx", np.array([[5, 100000]])))
+    return ["run", str(folder / "sql"), "--inputs", "in.npz", "-o", "o.npz"]
+
+
 def _run_with_random_npz(ws: Workspace) -> list[str]:
     ws.keep(ws.path("in.npz"), np.random.default_rng(0).bytes(300))
     return ["run", str(ws.tiny / "sql"), "--inputs", "in.npz", "-o", "o.npz"]
@@ -247,6 +258,8 @@ CASES = [
          ("inputs file 'in.npz' is not an .npz file (not a zip archive)",)),
     Case("token-id-outside-vocabulary", _run_tiny(np.array([[5, 100000]])), 1,
          ("input 'input_ids' holds 100000 at index [0, 1], outside [-320, 319]", "embed_tokens")),
+    Case("token-id-outside-vocabulary-unrecorded", _run_unchecked_index, 1,
+         ("output 'logits' came out incomplete", "a token id beyond the vocabulary")),
     Case("20000-token-input", _run_tiny(np.ones((1, 20000), np.int64)), 1,
          ("input 'input_ids' axis 1 has 20000 elements; run accepts at most 8192",)),
     # generate's flags and model folder.
@@ -423,6 +436,17 @@ def test_a_kill_at_the_final_rename_is_recovered_by_generate(workspace: Workspac
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith((".", "sql"))) == ["sql"]
     assert (folder / "sql" / "model.duckdb").stat().st_ino == compiled  # put back, not compiled again
     _assert_nothing_lost_or_left(workspace)
+
+
+def test_spill_folders_of_killed_generates_are_removed(workspace: Workspace) -> None:
+    temp = Path(tempfile.gettempdir())
+    dead = temp / f"onnx2sql-spill-{_dead_process_id()}.abc"
+    live = temp / f"onnx2sql-spill-{os.getpid()}.def"  # a generate still running in this process
+    dead.mkdir()
+    live.mkdir()
+    Generator(workspace.tiny, progress=False).close()
+    assert sorted(temp.iterdir()) == [live]
+    live.rmdir()
 
 
 def _child_env(parent: Path) -> dict[str, str]:
