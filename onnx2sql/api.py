@@ -61,7 +61,8 @@ def compile(model: str | Path | onnx.ModelProto, out_dir: str | Path, chunk_size
             _store_weights(con, program, progress)
             con.execute(f"CREATE TABLE {META_TABLE} (key VARCHAR PRIMARY KEY, value VARCHAR)")
             meta = {"format": FORMAT_VERSION, "program": program.to_json(),
-                    "index_bounds": json.dumps(index_bounds(proto)), **fingerprint(model, proto, data_files, staging / DB_FILE)}
+                    "index_bounds": json.dumps(index_bounds(proto)),
+                    **fingerprint(model, proto, data_files, staging / DB_FILE)}
             con.executemany(f"INSERT INTO {META_TABLE} VALUES (?, ?)", list(meta.items()))
             con.execute("CHECKPOINT")
         finally:
@@ -95,26 +96,31 @@ def run(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray],
     along a variable axis, or an index beyond the table it selects from, is refused first."""
     chunk = _chunk(chunk_size)
     if isinstance(model, (str, Path)) and Path(model).is_dir():
-        db = Path(model) / DB_FILE
         con, program = open_compiled(Path(model))
-        bounds = _stored_index_bounds(con)
-        _check_feed_sizes(feeds, {s.name: [_is_fixed_text(d) for d in s.shape] for s in program.inputs})
-    else:
-        db = None
-        proto, _ = load_valid_model(model)
-        bounds = index_bounds(proto)
-        _check_feed_sizes(feeds, _fixed_axes(proto))
-        program, feeds = _lower_for_feeds(proto, chunk, feeds)
-        con = connect()
-        _store_weights(con, program, progress=False)
-    try:
-        check_index_feeds(feeds, bounds)
         try:
-            return Session(con, program).run(feeds)
-        except duckdb.Error as exc:
-            raise database_failure(db, exc) from exc
+            _check_feed_sizes(feeds, {s.name: [_is_fixed_text(d) for d in s.shape] for s in program.inputs})
+            check_index_feeds(feeds, _stored_index_bounds(con))
+            return _run_session(con, program, feeds, Path(model) / DB_FILE)
+        finally:
+            con.close()
+    proto, _ = load_valid_model(model)
+    _check_feed_sizes(feeds, _fixed_axes(proto))  # before lowering: a refusal comes at once
+    check_index_feeds(feeds, index_bounds(proto))
+    program, feeds = _lower_for_feeds(proto, chunk, feeds)
+    con = connect()
+    try:
+        _store_weights(con, program, progress=False)
+        return _run_session(con, program, feeds, None)
     finally:
         con.close()
+
+
+def _run_session(con: duckdb.DuckDBPyConnection, program: Program, feeds: Mapping[str, np.ndarray],
+                 db: Path | None) -> dict[str, np.ndarray]:
+    try:
+        return Session(con, program).run(feeds)
+    except duckdb.Error as exc:
+        raise database_failure(db, exc) from exc
 
 
 def load_valid_model(model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
