@@ -120,7 +120,8 @@ def _run_session(con: duckdb.DuckDBPyConnection, program: Program, feeds: Mappin
     try:
         return Session(con, program).run(feeds)
     except duckdb.Error as exc:
-        raise database_failure(db, exc) from exc
+        explain_database_error(db, exc)
+        raise
 
 
 def load_valid_model(model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
@@ -213,17 +214,16 @@ def check_index_feeds(feeds: Mapping[str, np.ndarray], bounds: Mapping[str, list
                              "(a token id beyond the vocabulary?)")
 
 
-def database_failure(db: Path | None, exc: Exception) -> Exception:
-    """A DuckDB error while running: a damaged database file is named with what to do about it."""
-    message = str(exc)
-    damaged = isinstance(exc, duckdb.IOException) or "Corrupt database file" in message \
-        or "checksum" in message.lower()
+def explain_database_error(db: Path | None, exc: duckdb.Error) -> None:
+    """Raise a clear error for a DuckDB error whose cause is known: a damaged database file (named,
+    with what to do about it) or too little memory. Returns for any other error."""
+    first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+    damaged = isinstance(exc, duckdb.IOException) or "Corrupt database file" in first_line \
+        or "checksum" in first_line.lower()
     if db is not None and damaged:
-        return DatabaseError(f"database {str(db)!r} is damaged ({message.splitlines()[0]}); "
-                             "delete it and compile again")
+        raise DatabaseError(f"database {str(db)!r} is damaged ({first_line}); delete it and compile again") from exc
     if isinstance(exc, duckdb.OutOfMemoryException):
-        return InputError(f"DuckDB ran out of memory: {message.splitlines()[0]}")
-    return exc
+        raise InputError(f"DuckDB ran out of memory: {first_line}") from exc
 
 
 SPECIALISE_LIMIT = 4096  # elements of an integer input that run() may bake into the program
@@ -290,9 +290,11 @@ def open_compiled_db(db: Path, config: dict[str, str] | None = None):
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise InputError(f"database {str(db)!r} is locked by another process: {exc}") from exc
-        raise database_failure(db, exc) from exc
+        explain_database_error(db, exc)
+        raise DatabaseError(f"cannot open database {str(db)!r}: {exc}") from exc
     except duckdb.Error as exc:
-        raise database_failure(db, exc) from exc
+        explain_database_error(db, exc)
+        raise DatabaseError(f"cannot open database {str(db)!r}: {exc}") from exc
     try:
         if not meta_exists(con) or read_meta(con, "format") != FORMAT_VERSION:
             raise DatabaseError(f"{str(db)!r} was not written by this version of onnx2sql compile; "
@@ -300,7 +302,8 @@ def open_compiled_db(db: Path, config: dict[str, str] | None = None):
         return con, Program.from_json(read_meta(con, "program") or "")
     except duckdb.Error as exc:
         con.close()
-        raise database_failure(db, exc) from exc
+        explain_database_error(db, exc)
+        raise DatabaseError(f"cannot read database {str(db)!r}: {exc}") from exc
     except BaseException:
         con.close()
         raise

@@ -14,8 +14,8 @@ from typing import Callable
 import duckdb
 import numpy as np
 
-from onnx2sql.api import DB_FILE, compile as compile_model, compiled_from, database_failure, open_compiled_db, \
-    written_by_older_version
+from onnx2sql.api import DB_FILE, compile as compile_model, compiled_from, explain_database_error, \
+    open_compiled_db, written_by_older_version
 from onnx2sql.emit.program import Program
 from onnx2sql.emit.sql import quote_ident, render
 from onnx2sql.errors import InputError, UsageError
@@ -82,7 +82,7 @@ class Generator:
         self.model = self.folder.path / "model.onnx"
         self.db_path = Path(db) if db else default_db(self.folder.path)
         # The model folder's own database is onnx2sql's to replace; a --db the user named is not.
-        self.own_db = self.db_path == default_db(self.folder.path)
+        self.own_db = self.db_path.resolve() == default_db(self.folder.path).resolve()
         config: dict[str, str] = {}
         if memory_limit:
             # DuckDB takes a byte count; checked here so a typo names the flag.
@@ -209,7 +209,8 @@ class Generator:
                 self._promote_presents()
                 past, step_ids = past + len(step_ids), [token]
         except duckdb.Error as exc:
-            raise database_failure(self.db_path, exc) from exc
+            explain_database_error(self.db_path, exc)
+            raise
         finally:
             self._drop_temporaries()
         decoded = len(result.token_ids) - 1
