@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="onnx2sql",
         description="Compile ONNX inference graphs into SQL and run them in DuckDB.",
+        epilog=f"exit codes: 0 success, {EXIT_ERROR} an error (bad model, file, input or database), "
+               f"{EXIT_USAGE} a usage error (a flag or argument that can never work), "
+               f"{EXIT_INTERRUPTED} interrupted (Ctrl-C)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 

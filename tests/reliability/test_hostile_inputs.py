@@ -456,6 +456,27 @@ def _child_env(parent: Path) -> dict[str, str]:
     return dict(os.environ, TMPDIR=str(temp))
 
 
+def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "exit codes: 0 success, 1 an error" in capsys.readouterr().out
+
+
+def test_an_sqlite_db_is_refused_without_duckdb_touching_it(workspace: Workspace) -> None:
+    """Through the installed command: one line, exit 1, and DuckDB never looks for an extension."""
+    argv = _generate_with_sqlite_db(workspace)
+    home = workspace.root.parent / "home"
+    home.mkdir()
+    env = dict(_child_env(workspace.root.parent), HOME=str(home))
+    result = subprocess.run([sys.executable, "-m", "onnx2sql", *argv], capture_output=True, text=True,
+                            cwd=workspace.root, env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith("onnx2sql generate: error: ") and "Traceback" not in result.stderr
+    assert "data.sqlite' is not a database written by onnx2sql compile" in result.stderr
+    assert not (home / ".duckdb").exists()  # where DuckDB would have put a downloaded extension
+    _assert_nothing_lost_or_left(workspace)
+
+
 def test_ctrl_c_during_generate_exits_130_cleanly(workspace: Workspace) -> None:
     env = _child_env(workspace.root.parent)
     argv = [sys.executable, "-m", "onnx2sql", "generate", str(workspace.tiny), "--prompt", "hello",
