@@ -221,6 +221,13 @@ def _export_gguf_with_crafted_header(ws: Workspace) -> list[str]:
     return ["export", "--model", "crafted.gguf", "-o", "exported"]
 
 
+def _export_gguf_with_corrupt_body(ws: Workspace) -> list[str]:
+    """A plausible header (one tensor, one entry) followed by bytes that describe nothing."""
+    body = struct.pack("<Q", 2**40) + b"k" * 40  # a key length far beyond the file
+    ws.keep(ws.path("corrupt.gguf"), b"GGUF" + struct.pack("<IQQ", 3, 1, 1) + body)
+    return ["export", "--model", "corrupt.gguf", "-o", "exported"]
+
+
 def _export_folder_with_only_config(ws: Workspace) -> list[str]:
     ws.keep(ws.path("checkpoint/config.json"), (ws.tiny / "config.json").read_bytes())
     return ["export", "--model", "checkpoint", "-o", "exported"]
@@ -284,6 +291,8 @@ CASES = [
     # Export sources.
     Case("crafted-gguf-header", _export_gguf_with_crafted_header, 1,
          ("GGUF header lists 1099511627776 tensors and 1099511627776 metadata entries, more than a 88-byte file",)),
+    Case("gguf-with-corrupt-body", _export_gguf_with_corrupt_body, 1,
+         ("corrupt.gguf: the tokenizer in this GGUF file cannot be read by transformers",)),
     Case("checkpoint-with-only-config", _export_folder_with_only_config, 1,
          ("checkpoint: the folder holds no model weights",)),
 ]
@@ -319,7 +328,7 @@ def test_bad_input_gets_a_clear_error(case: Case, workspace: Workspace, capsys: 
     code = main(argv)  # an uncaught exception here is the traceback a user would see
     err = capsys.readouterr().err
     assert code == case.code, err
-    assert err.startswith(f"onnx2sql {argv[0]}: error: "), err
+    assert f"onnx2sql {argv[0]}: error: " in err and "Traceback" not in err, err
     for fragment in case.fragments:
         assert fragment in err
     _assert_nothing_lost_or_left(workspace)
