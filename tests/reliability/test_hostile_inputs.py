@@ -28,6 +28,7 @@ import onnxruntime as ort
 import pytest
 
 import onnx2sql
+from onnx2sql.api import compiled_from, open_compiled_db
 from onnx2sql.cli import main
 from onnx2sql.runtime.generate import Generator
 from onnx2sql.runtime.session import connect
@@ -388,6 +389,24 @@ def test_replaced_model_with_kept_size_and_mtime_is_compiled_again(workspace: Wo
     assert after == [_first_greedy_token(model, prompt)] and after != before
     cache = json.loads((folder / "sql" / "model.duckdb.sha256.json").read_text())
     assert cache[str(model.resolve())]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+
+
+def test_external_data_is_part_of_the_fingerprint(workspace: Workspace) -> None:
+    model = _model([oh.make_node("Add", ["x", "w"], ["y"])], [_float("x", [6])], [_float("y", None)])
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.arange(6, dtype=np.float32), "w"))
+    path = workspace.path("ext.onnx")
+    onnx.save(model, path, save_as_external_data=True, location="ext.data", size_threshold=0)
+    db = onnx2sql.compile(path, "out") / "model.duckdb"
+    con, _ = open_compiled_db(db)
+    try:
+        assert compiled_from(con, path, db)
+        data = workspace.path("ext.data")
+        stat = data.stat()
+        data.write_bytes(np.arange(6, 12, dtype=np.float32).tobytes())  # same size, other weights
+        os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert not compiled_from(con, path, db)
+    finally:
+        con.close()
 
 
 def test_another_models_database_given_as_db_is_refused(workspace: Workspace) -> None:
