@@ -1,10 +1,12 @@
 """onnx2sql: compile ONNX inference graphs into SQL and run them with DuckDB as the runtime."""
 from __future__ import annotations
 
-from onnx2sql.errors import InputError, ModelError, Onnx2SqlError, ShapeError, UnsupportedOpError
+from onnx2sql.errors import DatabaseError, InputError, ModelError, Onnx2SqlError, ShapeError, \
+    UnsupportedOpError, UsageError
 
 __version__ = "0.1.0"
-__all__ = ["compile", "run", "Onnx2SqlError", "UnsupportedOpError", "ShapeError", "InputError", "ModelError"]
+__all__ = ["compile", "run", "Onnx2SqlError", "UnsupportedOpError", "ShapeError", "InputError", "ModelError",
+           "UsageError", "DatabaseError"]
 
 
 def compile(model, out_dir, chunk_size=None, progress=False, **options):  # noqa: A001 - the API's name

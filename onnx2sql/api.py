@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
@@ -16,13 +16,17 @@ from onnx2sql.emit.program import Program
 from onnx2sql.emit.regions import DEFAULT_REGION_SIZE
 from onnx2sql.runtime.kernel_mode import resolve_kernels
 from onnx2sql.emit.sql import comment_text, quote_ident, quote_literal, sql_type
-from onnx2sql.errors import InputError, UnsupportedOpError
-from onnx2sql.graph.load import load_model
+from onnx2sql.errors import DatabaseError, InputError, UnsupportedOpError, UsageError
+from onnx2sql.graph.checker import validate_model
+from onnx2sql.graph.load import load_model_with_data_files
 from onnx2sql.graph.visitor import DEFAULT_CHUNK, lower_model
 from onnx2sql.ops.context import describe_layout
 from onnx2sql.graph.values import Runtime
 from onnx2sql.graph.symbolic import as_shape
+from onnx2sql.runtime.fingerprint import CACHE_SUFFIX, cache_file, model_digests
 from onnx2sql.runtime.session import META_TABLE, Session, connect, meta_exists, read_meta
+from onnx2sql.storage.folders import check_output_folder, recover_interrupted_replace, remove_stale_staging, \
+    replace_dir, staging_dir
 from onnx2sql.storage.tables import write_weight
 
 DB_FILE = "model.duckdb"
@@ -31,6 +35,12 @@ FORMAT_VERSION = "3"  # 2: MatMul weights as whole rows in per-range tables; 3: 
 # weight table is one group and its MatMul runs on one thread. The smallest size DuckDB allows
 # (one vector) lets every core take part.
 WEIGHT_ROW_GROUP = 2048
+# What compile writes into its folder: a folder holding anything else is never replaced.
+COMPILED_FILES = frozenset({DB_FILE, f"{DB_FILE}.wal", DB_FILE + CACHE_SUFFIX, "program.sql", "schema.sql"})
+# run() refuses a feed longer than this along an axis the model leaves variable (a sequence of
+# tokens, a batch): the attention of a 20,000-token input alone would hold billions of values.
+MAX_VARIABLE_AXIS = 8192
+DUCKDB_MAGIC = b"DUCK"  # bytes 8 to 11 of every DuckDB database file
 
 
 def compile(model: str | Path | onnx.ModelProto, out_dir: str | Path, chunk_size: int | None = None,
@@ -39,25 +49,30 @@ def compile(model: str | Path | onnx.ModelProto, out_dir: str | Path, chunk_size
 
     Nothing is written when the model cannot be compiled; an existing out_dir is replaced only
     once the new one is complete. `kernels`: "auto" (the default), "native" or "sql"."""
+    chunk = _chunk(chunk_size)
     mode = resolve_kernels(kernels)
-    proto = load_model(model)
-    program = lower_model(proto, chunk_size or DEFAULT_CHUNK, region_size=region_size, kernels=mode)
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    check_output_folder(out, COMPILED_FILES)
+    recover_interrupted_replace(out)
+    remove_stale_staging(out)
+    proto, data_files = load_valid_model(model)
+    program = lower_model(proto, chunk, region_size=region_size, kernels=mode)
+    staging = staging_dir(out)
     try:
         con = connect_for_writing(staging / DB_FILE)
         try:
             _store_weights(con, program, progress)
             con.execute(f"CREATE TABLE {META_TABLE} (key VARCHAR PRIMARY KEY, value VARCHAR)")
-            meta = {"format": FORMAT_VERSION, "program": program.to_json(), **fingerprint(model, proto)}
+            meta = {"format": FORMAT_VERSION, "program": program.to_json(),
+                    "index_bounds": json.dumps(index_bounds(proto)),
+                    **fingerprint(model, proto, data_files, staging / DB_FILE)}
             con.executemany(f"INSERT INTO {META_TABLE} VALUES (?, ?)", list(meta.items()))
             con.execute("CHECKPOINT")
         finally:
             con.close()
         (staging / "program.sql").write_text(program.script(), encoding="utf-8")
         (staging / "schema.sql").write_text(_schema_script(program), encoding="utf-8")
-        _replace_dir(staging, out)
+        replace_dir(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -81,18 +96,138 @@ def run(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray],
     """Run a model on feeds in DuckDB; returns every graph output by name.
 
     `model` is an ONNX path or ModelProto (compiled into an in-memory database first) or a
-    folder written by compile() (nothing is loaded again)."""
+    folder written by compile() (nothing is loaded again). A feed longer than MAX_VARIABLE_AXIS
+    along a variable axis, or an index beyond the table it selects from, is refused first."""
+    chunk = _chunk(chunk_size)
     if isinstance(model, (str, Path)) and Path(model).is_dir():
         con, program = open_compiled(Path(model))
-    else:
-        program, feeds = _lower_for_feeds(load_model(model), chunk_size or DEFAULT_CHUNK, feeds, region_size,
-                                          resolve_kernels(kernels))
-        con = connect()
-        _store_weights(con, program, progress=False)
+        try:
+            _check_feed_sizes(feeds, {s.name: [_is_fixed_text(d) for d in s.shape] for s in program.inputs})
+            check_index_feeds(feeds, _stored_index_bounds(con))
+            return _run_session(con, program, feeds, Path(model) / DB_FILE)
+        finally:
+            con.close()
+    proto, _ = load_valid_model(model)
+    _check_feed_sizes(feeds, _fixed_axes(proto))  # before lowering: a refusal comes at once
+    check_index_feeds(feeds, index_bounds(proto))
+    program, feeds = _lower_for_feeds(proto, chunk, feeds, region_size, resolve_kernels(kernels))
+    con = connect()
     try:
-        return Session(con, program).run(feeds)
+        _store_weights(con, program, progress=False)
+        return _run_session(con, program, feeds, None)
     finally:
         con.close()
+
+
+def _run_session(con: duckdb.DuckDBPyConnection, program: Program, feeds: Mapping[str, np.ndarray],
+                 db: Path | None) -> dict[str, np.ndarray]:
+    try:
+        return Session(con, program).run(feeds)
+    except duckdb.Error as exc:
+        explain_database_error(db, exc)
+        raise
+
+
+def load_valid_model(model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+    """The model, read and checked by onnx's checker (ModelError naming what it found), and the
+    external data files it was read from."""
+    proto, data_files = load_model_with_data_files(model)
+    validate_model(proto, None if isinstance(model, onnx.ModelProto) else Path(model))
+    return proto, data_files
+
+
+def _chunk(chunk_size: int | None) -> int:
+    if chunk_size is None:
+        return DEFAULT_CHUNK
+    if chunk_size < 1:
+        raise UsageError(f"--chunk-size must be at least 1, got {chunk_size}")
+    return chunk_size
+
+
+def _is_fixed_text(dim: str) -> bool:
+    return dim.lstrip("-").isdigit()
+
+
+def _fixed_axes(proto: onnx.ModelProto) -> dict[str, list[bool]]:
+    """Per graph input, which axes have a fixed size (the others vary with the feeds)."""
+    initializers = {init.name for init in proto.graph.initializer}
+    axes = {}
+    for value in proto.graph.input:
+        if value.name not in initializers and value.type.tensor_type.HasField("shape"):
+            axes[value.name] = [d.HasField("dim_value") for d in value.type.tensor_type.shape.dim]
+    return axes
+
+
+def _check_feed_sizes(feeds: Mapping[str, np.ndarray], fixed_axes: dict[str, list[bool]]) -> None:
+    for name, fixed in fixed_axes.items():
+        if name not in feeds:
+            continue  # named by the session's own feed check
+        shape = np.shape(feeds[name])
+        for axis, size in enumerate(shape[:len(fixed)]):
+            if not fixed[axis] and size > MAX_VARIABLE_AXIS:
+                raise InputError(f"input {name!r} axis {axis} has {size} elements; run accepts at most "
+                                 f"{MAX_VARIABLE_AXIS} along an axis the model leaves variable")
+
+
+def index_bounds(proto: onnx.ModelProto) -> dict[str, list]:
+    """Graph inputs used directly as Gather indices into an initializer (token ids into an
+    embedding): {input: [rows, initializer name]} with the fewest rows any such Gather has."""
+    inputs = {value.name for value in proto.graph.input}
+    shapes = {init.name: list(init.dims) for init in proto.graph.initializer}
+    inputs -= set(shapes)
+    bounds: dict[str, list] = {}
+    for node in proto.graph.node:
+        if node.op_type != "Gather" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
+            continue
+        data, indices = node.input[0], node.input[1]
+        if indices not in inputs or data not in shapes or not shapes[data]:
+            continue
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        dims = shapes[data]
+        if not -len(dims) <= axis < len(dims):
+            continue
+        rows = int(dims[axis])
+        if indices not in bounds or rows < bounds[indices][0]:
+            bounds[indices] = [rows, data]
+    return bounds
+
+
+def _stored_index_bounds(con) -> dict[str, list]:
+    text = read_meta(con, "index_bounds")  # absent from databases of earlier versions
+    try:
+        bounds = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return bounds if isinstance(bounds, dict) else {}
+
+
+def check_index_feeds(feeds: Mapping[str, np.ndarray], bounds: Mapping[str, list]) -> None:
+    """InputError naming the input and the value when an index feed selects a row that does not
+    exist (onnxruntime refuses it too; the SQL join would silently drop the row)."""
+    for name, (rows, table) in bounds.items():
+        if name not in feeds:
+            continue
+        values = np.asarray(feeds[name])
+        if values.dtype.kind not in "iu" or values.size == 0:
+            continue
+        outside = (values < -rows) | (values >= rows)
+        if outside.any():
+            where = tuple(int(i) for i in np.argwhere(outside)[0])
+            raise InputError(f"input {name!r} holds {int(values[where])} at index {list(where)}, outside "
+                             f"[{-rows}, {rows - 1}]: it selects rows of {table!r}, which has {rows} "
+                             "(a token id beyond the vocabulary?)")
+
+
+def explain_database_error(db: Path | None, exc: duckdb.Error) -> None:
+    """Raise a clear error for a DuckDB error whose cause is known: a damaged database file (named,
+    with what to do about it) or too little memory. Returns for any other error."""
+    first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+    damaged = isinstance(exc, duckdb.IOException) or "Corrupt database file" in first_line \
+        or "checksum" in first_line.lower()
+    if db is not None and damaged:
+        raise DatabaseError(f"database {str(db)!r} is damaged ({first_line}); delete it and compile again") from exc
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        raise InputError(f"DuckDB ran out of memory: {first_line}") from exc
 
 
 SPECIALISE_LIMIT = 4096  # elements of an integer input that run() may bake into the program
@@ -126,8 +261,22 @@ def open_compiled(folder: Path):
     return open_compiled_db(db)
 
 
+def check_database_file(db: Path) -> None:
+    """Refuse a file that is not a DuckDB database before DuckDB opens it: DuckDB would try to
+    read it with an extension (an SQLite file, say), which it may want to download."""
+    try:
+        with db.open("rb") as handle:
+            header = handle.read(12)
+    except OSError as exc:
+        raise DatabaseError(f"cannot read database {str(db)!r}: {exc.strerror}") from exc
+    if header[8:12] != DUCKDB_MAGIC:
+        raise DatabaseError(f"{str(db)!r} is not a database written by onnx2sql compile (not a DuckDB "
+                            "file); pass another --db, or delete it and compile again")
+
+
 def written_by_older_version(db: Path) -> bool:
     """True for a database compiled by an earlier onnx2sql (another format), which can be compiled again."""
+    check_database_file(db)
     try:
         con = connect(db, read_only=True)
     except duckdb.Error:
@@ -140,47 +289,57 @@ def written_by_older_version(db: Path) -> bool:
 
 def open_compiled_db(db: Path, config: dict[str, str] | None = None):
     """Open a compiled database read-only: its program and a connection that can run it."""
+    check_database_file(db)
     try:
         con = connect(db, read_only=True, config=config)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise InputError(f"database {str(db)!r} is locked by another process: {exc}") from exc
-        raise InputError(f"cannot open database {str(db)!r}: {exc}") from exc
+        explain_database_error(db, exc)
+        raise DatabaseError(f"cannot open database {str(db)!r}: {exc}") from exc
     except duckdb.Error as exc:
-        raise InputError(f"cannot open database {str(db)!r}: {exc}") from exc
-    if not meta_exists(con) or read_meta(con, "format") != FORMAT_VERSION:
+        explain_database_error(db, exc)
+        raise DatabaseError(f"cannot open database {str(db)!r}: {exc}") from exc
+    try:
+        if not meta_exists(con) or read_meta(con, "format") != FORMAT_VERSION:
+            raise DatabaseError(f"{str(db)!r} was not written by this version of onnx2sql compile; "
+                                "compile again")
+        return con, Program.from_json(read_meta(con, "program") or "")
+    except duckdb.Error as exc:
         con.close()
-        raise InputError(f"{str(db)!r} was not written by this version of onnx2sql compile")
-    return con, Program.from_json(read_meta(con, "program") or "")
+        explain_database_error(db, exc)
+        raise DatabaseError(f"cannot read database {str(db)!r}: {exc}") from exc
+    except BaseException:
+        con.close()
+        raise
 
 
-def fingerprint(model: str | Path | onnx.ModelProto, proto: onnx.ModelProto) -> dict[str, str]:
-    """What identifies the compiled model: the file's SHA-256 (and size and mtime, to skip rehashing)."""
+def fingerprint(model: str | Path | onnx.ModelProto, proto: onnx.ModelProto, data_files: list[str],
+                db: Path) -> dict[str, str]:
+    """What identifies the compiled model: the SHA-256 of model.onnx and of its external data files
+    (seeding the digest cache beside `db`); for an in-memory model, of its serialised bytes."""
     if isinstance(model, (str, Path)):
         path = Path(model)
-        stat = path.stat()
-        return {"model_sha256": _file_sha256(path), "model_size": str(stat.st_size),
-                "model_mtime_ns": str(stat.st_mtime_ns)}
+        digests = model_digests(path, data_files, cache_file(db))
+        return {"model_sha256": digests.pop(path.name), "external_data_sha256": json.dumps(digests)}
     data = proto.SerializeToString(deterministic=True) if proto.ByteSize() < (1 << 31) else b""
-    return {"model_sha256": hashlib.sha256(data).hexdigest(), "model_size": "", "model_mtime_ns": ""}
+    return {"model_sha256": hashlib.sha256(data).hexdigest(), "external_data_sha256": "{}"}
 
 
-def check_fingerprint(con, model: Path, db: Path) -> None:
-    """Refuse a database compiled from another model than `model`."""
-    stat = model.stat()
-    if read_meta(con, "model_size") == str(stat.st_size) and read_meta(con, "model_mtime_ns") == str(stat.st_mtime_ns):
-        return
-    if read_meta(con, "model_sha256") != _file_sha256(model):
-        raise InputError(f"database {str(db)!r} was compiled from another model than {str(model)!r}; "
-                         "compile again or pass another --db")
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def compiled_from(con, model: Path, db: Path) -> bool:
+    """True when the database was compiled from this model's current content (digests cached
+    beside the database; see onnx2sql.runtime.fingerprint)."""
+    try:
+        stored_data = json.loads(read_meta(con, "external_data_sha256") or "{}")
+    except ValueError:
+        return False
+    if not isinstance(stored_data, dict):
+        return False
+    try:
+        digests = model_digests(model, sorted(stored_data), cache_file(db))
+    except FileNotFoundError:
+        return False  # an external data file it was compiled with is gone
+    return digests.pop(model.name) == read_meta(con, "model_sha256") and digests == stored_data
 
 
 def _store_weights(con, program: Program, progress: bool) -> None:
@@ -208,21 +367,16 @@ def _schema_script(program: Program) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _replace_dir(staging: Path, out: Path) -> None:
-    staging.chmod(0o755)  # mkdtemp makes it private; the compiled folder is an ordinary one
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        staging.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        staging.rename(out)
+NPZ_MAGIC = b"PK"  # an .npz file is a zip archive
 
 
 def load_feeds(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise InputError(f"inputs file {str(path)!r} does not exist")
+    with path.open("rb") as handle:
+        if handle.read(2) != NPZ_MAGIC:
+            raise InputError(f"inputs file {str(path)!r} is not an .npz file (not a zip archive); "
+                             "write one with numpy.savez")
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
@@ -230,6 +384,15 @@ def load_feeds(path: Path) -> dict[str, np.ndarray]:
         raise InputError(f"cannot read inputs file {str(path)!r} as .npz: {exc}") from exc
 
 
+def check_outputs_path(path: Path) -> None:
+    """numpy.savez would silently append .npz to any other name."""
+    if path.suffix != ".npz":
+        raise UsageError(f"-o {str(path)!r} must name an .npz file (e.g. {path.stem or 'out'}.npz)")
+    if path.is_dir():
+        raise UsageError(f"-o {str(path)!r} is a folder; name an .npz file")
+
+
 def save_outputs(outputs: Mapping[str, np.ndarray], path: Path) -> None:
+    check_outputs_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **outputs)

@@ -7,7 +7,11 @@ import sys
 from pathlib import Path
 
 from onnx2sql.emit.regions import DEFAULT_REGION_SIZE
-from onnx2sql.errors import Onnx2SqlError
+from onnx2sql.errors import Onnx2SqlError, UsageError
+
+# Exit codes: 0 success, 1 an error (bad model, file or input), 2 a usage error (a flag or
+# argument that can never work), 130 interrupted (Ctrl-C).
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -28,8 +32,9 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from onnx2sql.api import load_feeds, run, save_outputs
+    from onnx2sql.api import check_outputs_path, load_feeds, run, save_outputs
 
+    check_outputs_path(Path(args.output))  # before any work: a wrong name is a usage error
     feeds = load_feeds(Path(args.inputs))
     outputs = run(args.model, feeds, chunk_size=args.chunk_size, kernels=args.kernels)
     save_outputs(outputs, Path(args.output))
@@ -42,6 +47,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from onnx2sql.runtime.generate import Generator, Sampling
 
     sampling = Sampling(args.temperature, args.top_k, args.top_p, args.seed)
+    sampling.check()  # before the model is opened (or compiled): a bad flag fails at once
+    if args.max_new_tokens < 1:
+        raise UsageError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     stream = None if args.json else _write_now
     with Generator(args.model_dir, db=args.db, memory_limit=args.memory_limit, progress=not args.json,
                    kernels=args.kernels) as gen:
@@ -84,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="onnx2sql",
         description="Compile ONNX inference graphs into SQL and run them in DuckDB.",
+        epilog=f"exit codes: 0 success, {EXIT_ERROR} an error (bad model, file, input or database), "
+               f"{EXIT_USAGE} a usage error (a flag or argument that can never work), "
+               f"{EXIT_INTERRUPTED} interrupted (Ctrl-C)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -157,9 +168,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except UsageError as exc:
+        return _fail(args.command, str(exc), EXIT_USAGE)
     except Onnx2SqlError as exc:
-        print(f"onnx2sql {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args.command, str(exc), EXIT_ERROR)
+    except OSError as exc:  # a file that cannot be read or written: named, no traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        return _fail(args.command, f"{exc.strerror or exc}{where}", EXIT_ERROR)
+    except KeyboardInterrupt:
+        return _fail(args.command, "interrupted", EXIT_INTERRUPTED)
+    except RuntimeError as exc:
+        if not _interrupted_query(exc):
+            raise
+        return _fail(args.command, "interrupted", EXIT_INTERRUPTED)
+
+
+def _interrupted_query(exc: RuntimeError) -> bool:
+    """DuckDB turns a Ctrl-C that arrives while a statement runs into this RuntimeError."""
+    return str(exc) == "Query interrupted"
+
+
+def _fail(command: str, message: str, code: int) -> int:
+    # After Ctrl-C the terminal may be mid-line (streamed text): the message starts a line of its own.
+    lead = "\n" if code == EXIT_INTERRUPTED else ""
+    print(f"{lead}onnx2sql {command}: error: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

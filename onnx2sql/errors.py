@@ -52,3 +52,11 @@ class KernelsUnavailable(Onnx2SqlError):
     def __init__(self, reason: str):
         self.reason = reason
         super().__init__(reason)
+
+
+class UsageError(InputError):
+    """A command-line flag or argument with a value that can never work (the CLI exits 2)."""
+
+
+class DatabaseError(InputError):
+    """A compiled database that is not onnx2sql's, or is truncated or corrupted."""

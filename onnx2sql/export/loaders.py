@@ -134,5 +134,5 @@ def _load_or_explain(load: Callable[[], Any], message: str) -> Any:
     """Run a transformers loader; turn its failure into an InputError that names the source."""
     try:
         return load()
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError, NotImplementedError) as exc:
+    except Exception as exc:  # a damaged file can fail anywhere in a loader: name it, not the loader's code
         raise InputError(f"{message}: {type(exc).__name__}: {exc}") from exc

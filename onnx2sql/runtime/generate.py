@@ -3,6 +3,7 @@ in tables (present.* is renamed into past_key_values.* between steps); the next 
 by SQL. Only token ids cross into Python."""
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 import time
@@ -10,13 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import duckdb
 import numpy as np
 
-from onnx2sql.api import DB_FILE, check_fingerprint, compile as compile_model, open_compiled_db, \
-    written_by_older_version
+from onnx2sql.api import DB_FILE, compile as compile_model, compiled_from, explain_database_error, \
+    open_compiled_db, written_by_older_version
 from onnx2sql.emit.program import Program
 from onnx2sql.emit.sql import quote_ident, render
-from onnx2sql.errors import InputError
+from onnx2sql.errors import InputError, UsageError
 from onnx2sql.graph.symbolic import evaluate
 from onnx2sql.ops.context import LowerContext
 from onnx2sql.ops.matmul import OUTPUT_ROWS_FROM
@@ -24,9 +26,12 @@ from onnx2sql.runtime.kernel_mode import resolve_kernels
 from onnx2sql.runtime.session import CountingConnection, Session
 from onnx2sql.runtime.text import ModelFolder
 from onnx2sql.sizes import parse_size
+from onnx2sql.storage.folders import private_temp_dir, recover_interrupted_replace, remove_dead_owners, \
+    remove_stale_staging, staging_dir
 from onnx2sql.storage.tables import read_table
 
 PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
+SPILL_PREFIX = "onnx2sql-spill-"  # DuckDB's temp_directory, one per Generator, in the temp folder
 
 
 @dataclass(frozen=True)
@@ -41,12 +46,14 @@ class Sampling:
         return self.temperature <= 0
 
     def check(self) -> None:
-        if self.temperature < 0:
-            raise InputError(f"--temperature must be >= 0, got {self.temperature}")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise UsageError(f"--temperature must be a number >= 0, got {self.temperature}")
         if self.top_k < 0:
-            raise InputError(f"--top-k must be >= 0, got {self.top_k}")
+            raise UsageError(f"--top-k must be >= 0, got {self.top_k}")
         if not 0 < self.top_p <= 1:
-            raise InputError(f"--top-p must be in (0, 1], got {self.top_p}")
+            raise UsageError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if self.seed is not None and self.seed < 0:
+            raise UsageError(f"--seed must be >= 0, got {self.seed}")
 
 
 @dataclass
@@ -80,28 +87,65 @@ class Generator:
         when compiling) is the mode of the compiled program; the model folder's own database is
         compiled again in another mode when one is asked for, a --db of another mode is refused."""
         self.folder = ModelFolder.open(model_dir)
+        self.model = self.folder.path / "model.onnx"
         self.db_path = Path(db) if db else default_db(self.folder.path)
-        own_folder = self.db_path == default_db(self.folder.path)
-        if own_folder and self.db_path.exists() and written_by_older_version(self.db_path):
-            self.db_path.unlink()  # the model folder's own database: compiled again below
-        mode = resolve_kernels(kernels) if kernels is not None else None
-        if not self.db_path.exists():
-            compile_database(self.folder.path / "model.onnx", self.db_path, progress, own_folder, mode)
-        self.spill_dir = Path(tempfile.mkdtemp(prefix="onnx2sql-spill-"))
-        config = {"temp_directory": str(self.spill_dir)}
+        # The model folder's own database is onnx2sql's to replace; a --db the user named is not.
+        self.own_db = self.db_path.resolve() == default_db(self.folder.path).resolve()
+        self.kernels = resolve_kernels(kernels) if kernels is not None else None
+        config: dict[str, str] = {}
         if memory_limit:
             # DuckDB takes a byte count; checked here so a typo names the flag.
             config["memory_limit"] = f"{parse_size(memory_limit, '--memory-limit')}b"
-        con, self.program = open_database(self.db_path, self.folder.path / "model.onnx", config)
-        if mode is not None and self.program.kernels != mode:
+        self._prepare_database(progress)
+        self.spill_dir: Path | None = None
+        self.con: duckdb.DuckDBPyConnection | None = None
+        try:
+            remove_dead_owners(Path(tempfile.gettempdir()), SPILL_PREFIX)  # of generates that were killed
+            self.spill_dir = private_temp_dir(SPILL_PREFIX)
+            config["temp_directory"] = str(self.spill_dir)
+            con, self.program = self._open_database(config, progress)
+            self.con = CountingConnection(con)
+            self._prepare_program()
+        except BaseException:
+            self.close()  # nothing is left behind, not even an empty spill folder
+            raise
+
+    def _prepare_database(self, progress: bool) -> None:
+        """Finish what an interrupted run left, then compile if there is no database yet."""
+        if self.own_db:
+            recover_interrupted_replace(self.db_path.parent)
+        remove_stale_staging(self.db_path.parent if self.own_db else self.db_path)
+        if self.db_path.is_dir():
+            raise InputError(f"--db {str(self.db_path)!r} is a folder; name a database file")
+        if self.own_db and self.db_path.exists() and written_by_older_version(self.db_path):
+            self.db_path.unlink()  # the model folder's own database: compiled again below
+        if not self.db_path.exists():
+            compile_database(self.model, self.db_path, progress, own_folder=self.own_db, kernels=self.kernels)
+
+    def _open_database(self, config: dict[str, str], progress: bool):
+        """The database and its program; the model folder's own database is compiled again when
+        model.onnx changed or another kernel mode is asked for, while a --db compiled from another
+        model or in another mode is refused."""
+        con, program = open_compiled_db(self.db_path, config)
+        try:
+            current = compiled_from(con, self.model, self.db_path)
+        except BaseException:
             con.close()
-            if not own_folder:
-                raise InputError(f"{str(self.db_path)!r} was compiled with --kernels {self.program.kernels}, "
-                                 f"not {mode}: name another --db or leave --kernels out")
-            self.db_path.unlink()
-            compile_database(self.folder.path / "model.onnx", self.db_path, progress, own_folder, mode)
-            con, self.program = open_database(self.db_path, self.folder.path / "model.onnx", config)
-        self.con = CountingConnection(con)
+            raise
+        same_mode = self.kernels is None or program.kernels == self.kernels
+        if current and same_mode:
+            return con, program
+        con.close()
+        if not self.own_db and not current:
+            raise InputError(f"database {str(self.db_path)!r} was compiled from another model than "
+                             f"{str(self.model)!r}; compile again or pass another --db")
+        if not self.own_db:
+            raise InputError(f"{str(self.db_path)!r} was compiled with --kernels {program.kernels}, not "
+                             f"{self.kernels}: name another --db or leave --kernels out")
+        compile_database(self.model, self.db_path, progress, own_folder=True, kernels=self.kernels)
+        return open_compiled_db(self.db_path, config)
+
+    def _prepare_program(self) -> None:
         self.session = Session(self.con, self.program)
         pairs = _present_to_past(self.program)
         tables = {s.name: s.table for s in self.program.inputs} | {s.name: s.table for s in self.program.outputs}
@@ -117,10 +161,16 @@ class Generator:
         ref = LowerContext.table_ref(self.logits)
         self.greedy_sql = render("generate/greedy.sql.j2", N=self.program.chunk, logits=ref)
         self.sample_sql = render("generate/sample.sql.j2", N=self.program.chunk, logits=ref)
+        vocab = self.logits.shape[-1]
+        self.vocab_size = int(vocab) if vocab.is_Integer else None
 
     def close(self) -> None:
-        self.con.close()
-        shutil.rmtree(self.spill_dir, ignore_errors=True)
+        if self.con is not None:
+            self.con.close()
+            self.con = None
+        if self.spill_dir is not None:
+            shutil.rmtree(self.spill_dir, ignore_errors=True)
+            self.spill_dir = None
 
     def __enter__(self) -> "Generator":
         return self
@@ -144,7 +194,8 @@ class Generator:
         read back from the database (the loop itself never reads logits into Python)."""
         sampling.check()
         if max_new_tokens < 1:
-            raise InputError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
+            raise UsageError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
+        self._check_token_ids(prompt_ids)
         limit = self.folder.context_length
         if len(prompt_ids) + max_new_tokens > limit:
             raise InputError(f"prompt ({len(prompt_ids)} tokens) plus {max_new_tokens} new tokens exceeds the "
@@ -176,13 +227,31 @@ class Generator:
                     result.finish_reason = "eos"
                     break
                 past, step_ids = past + len(step_ids), [token]
+        except duckdb.Error as exc:
+            explain_database_error(self.db_path, exc)
+            raise
         finally:
-            self.session.drop_temporaries()
+            self._drop_temporaries()
         decoded = len(result.token_ids) - 1
         elapsed = time.perf_counter() - decode_start
         result.tokens_per_s = decoded / elapsed if decoded > 0 and elapsed > 0 else 0.0
         result.text = self.folder.decode(result.token_ids)
         return result
+
+    def _check_token_ids(self, ids: list[int]) -> None:
+        """A token id the embedding has no row for would silently select nothing in SQL."""
+        if self.vocab_size is None:
+            return
+        outside = [t for t in ids if not 0 <= t < self.vocab_size]
+        if outside:
+            raise InputError(f"token id {outside[0]} is outside the model's vocabulary of "
+                             f"{self.vocab_size} (ids 0 to {self.vocab_size - 1})")
+
+    def _drop_temporaries(self) -> None:
+        try:
+            self.session.drop_temporaries()
+        except duckdb.Error:
+            pass  # the step's own error, already raised, says more
 
     def _run_step(self, ids: list[int], past: int, first: bool) -> None:
         n = len(ids)
@@ -247,21 +316,17 @@ def compile_database(model: Path, db_path: Path, progress: bool, own_folder: boo
     if own_folder:
         compile_model(model, db_path.parent, progress=progress, kernels=kernels)
         return
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{db_path.name}.", dir=db_path.parent))
+    if db_path.parent.exists() and not db_path.parent.is_dir():
+        raise InputError(f"cannot write the database --db {str(db_path)!r}: {str(db_path.parent)!r} is a file, "
+                         "not a folder")
+    try:
+        staging = staging_dir(db_path)
+    except OSError as exc:
+        raise InputError(f"cannot write the database --db {str(db_path)!r}: {exc.strerror} "
+                         f"({exc.filename})") from exc
     try:
         compile_model(model, staging / "out", progress=progress, kernels=kernels)
         (staging / "out" / "program.sql").rename(db_path.with_suffix(".program.sql"))
         (staging / "out" / DB_FILE).rename(db_path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def open_database(db_path: Path, model: Path, config: dict[str, str]):
-    con, program = open_compiled_db(db_path, config)
-    try:
-        check_fingerprint(con, model, db_path)
-    except BaseException:
-        con.close()
-        raise
-    return con, program

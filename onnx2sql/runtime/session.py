@@ -13,7 +13,7 @@ import sympy
 
 from onnx2sql.emit.program import Program
 from onnx2sql.emit.sql import quote_ident, quote_literal
-from onnx2sql.errors import InputError
+from onnx2sql.errors import InputError, ShapeError
 from onnx2sql.graph.symbolic import evaluate
 from onnx2sql.storage.tables import read_table, write_table
 
@@ -36,10 +36,13 @@ def connect(path: str | Path | None = None, read_only: bool = False,
             config: dict[str, str] | None = None) -> duckdb.DuckDBPyConnection:
     # Settings such as memory_limit go in at connect time: lowering a limit later fails once
     # DuckDB already holds more than the new limit.
-    # Unsigned extensions: the native kernels are built here, not signed by DuckDB. Only a LOAD of
-    # their file (onnx2sql/runtime/kernels.py) loads anything.
-    config = {"allow_unsigned_extensions": "true", **(config or {})}
-    con = duckdb.connect(str(path) if path else ":memory:", read_only=read_only, config=config)
+    # Nothing is ever fetched from the network: a file DuckDB cannot read itself is refused
+    # instead of having an extension for it downloaded and loaded. Unsigned extensions: the
+    # native kernels are built here, not signed by DuckDB; only a LOAD of their file
+    # (onnx2sql/runtime/kernels.py) loads anything.
+    settings = {"autoinstall_known_extensions": False, "autoload_known_extensions": False,
+                "allow_unsigned_extensions": True, **(config or {})}
+    con = duckdb.connect(str(path) if path else ":memory:", read_only=read_only, config=settings)
     for macro in _MACROS:
         con.execute(macro)
     return con
@@ -112,7 +115,12 @@ class Session:
         spec = next(s for s in self.program.outputs if s.name == output)
         value = spec.runtime()
         shape = tuple(evaluate(d, bindings) for d in value.shape)
-        return read_table(self.con, value.table, value.rank, shape, value.dtype)
+        try:
+            return read_table(self.con, value.table, value.rank, shape, value.dtype)
+        except ShapeError as exc:
+            # Rows go missing when a Gather's index selects a row that does not exist.
+            raise InputError(f"output {output!r} came out incomplete ({exc}): does an index input select "
+                             "rows that do not exist, such as a token id beyond the vocabulary?") from exc
 
     def _check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         expected = {spec.name: spec for spec in self.program.inputs}
@@ -175,11 +183,12 @@ def load_program_kernels(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def read_meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
-    row = con.execute(f"SELECT value FROM {META_TABLE} WHERE key = ?", [key]).fetchone()
-    return row[0] if row else None
+    # fetchall: a result left unfinished would block the next use of the connection.
+    rows = con.execute(f"SELECT value FROM {META_TABLE} WHERE key = ?", [key]).fetchall()
+    return rows[0][0] if rows else None
 
 
 def meta_exists(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(con.execute(
         f"SELECT count(*) FROM duckdb_tables() WHERE table_name = {quote_literal(META_TABLE)} AND NOT temporary"
-    ).fetchone()[0])
+    ).fetchall()[0][0])

@@ -22,6 +22,7 @@ class ModelFolder:
     generation: dict
     tokenizer_config: dict
     chat_template: str | None
+    template_source: str = ""  # the file the chat template comes from, for messages
 
     @staticmethod
     def open(path: str | Path) -> "ModelFolder":
@@ -34,9 +35,12 @@ class ModelFolder:
                              "(create one with `onnx2sql export`)")
         tok_config = _json(folder / "tokenizer_config.json")
         template_file = folder / "chat_template.jinja"
-        template = template_file.read_text(encoding="utf-8") if template_file.is_file() else tok_config.get("chat_template")
-        return ModelFolder(folder, Tokenizer.from_file(str(folder / "tokenizer.json")), _json(folder / "config.json"),
-                           _json(folder / "generation_config.json"), tok_config, template)
+        if template_file.is_file():
+            template, source = _text(template_file), template_file
+        else:
+            template, source = tok_config.get("chat_template"), folder / "tokenizer_config.json"
+        return ModelFolder(folder, _tokenizer(folder / "tokenizer.json"), _json(folder / "config.json"),
+                           _json(folder / "generation_config.json"), tok_config, template, str(source))
 
     @property
     def eos_ids(self) -> set[int]:
@@ -48,7 +52,11 @@ class ModelFolder:
 
     @property
     def context_length(self) -> int:
-        return int(self.config.get("max_position_embeddings") or self.tokenizer_config.get("model_max_length") or 2048)
+        value = self.config.get("max_position_embeddings") or self.tokenizer_config.get("model_max_length") or 2048
+        if not isinstance(value, int) or value < 1:
+            raise InputError(f"{str(self.path / 'config.json')!r}: max_position_embeddings must be a positive "
+                             f"integer, got {value!r}")
+        return value
 
     def encode(self, prompt: str, chat: bool = False) -> list[int]:
         if chat:
@@ -63,11 +71,15 @@ class ModelFolder:
         if not self.chat_template:
             raise InputError(f"{str(self.path)!r} has no chat template; drop --chat")
         env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        return env.from_string(self.chat_template).render(
-            messages=[{"role": "user", "content": prompt}], add_generation_prompt=True,
-            bos_token=_token_text(self.tokenizer_config.get("bos_token")),
-            eos_token=_token_text(self.tokenizer_config.get("eos_token")),
-        )
+        try:
+            return env.from_string(self.chat_template).render(
+                messages=[{"role": "user", "content": prompt}], add_generation_prompt=True,
+                bos_token=_token_text(self.tokenizer_config.get("bos_token")),
+                eos_token=_token_text(self.tokenizer_config.get("eos_token")),
+            )
+        except Exception as exc:  # the template is the model folder's code: any failure is its fault
+            raise InputError(f"the chat template in {self.template_source!r} cannot be rendered "
+                             f"({type(exc).__name__}: {exc}); fix it or drop --chat") from exc
 
 
 def _token_text(token: object) -> str:
@@ -80,6 +92,25 @@ def _json(path: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_text(path))
     except json.JSONDecodeError as exc:
         raise InputError(f"{str(path)!r} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{str(path)!r} must hold a JSON object, not a {type(data).__name__}")
+    return data
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {str(path)!r}: {exc}") from exc
+
+
+def _tokenizer(path: Path) -> Tokenizer:
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:  # the tokenizers library raises plain Exceptions for a malformed file
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{str(path)!r} is not a tokenizer file the tokenizers library can read: "
+                         f"{first_line}") from exc

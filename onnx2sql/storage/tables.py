@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from onnx2sql.emit.sql import quote_ident, sql_type
+from onnx2sql.errors import ShapeError
 
 if TYPE_CHECKING:
     from onnx2sql.ops.context import WeightTable
@@ -113,5 +114,5 @@ def read_table(con: duckdb.DuckDBPyConnection, table: str, rank: int, shape: tup
     flat = values.flatten().to_numpy(zero_copy_only=False) if len(values) else np.zeros(0)
     expected = int(np.prod(shape, dtype=np.int64))
     if flat.size != expected:
-        raise RuntimeError(f"table {table} holds {flat.size} elements, shape {list(shape)} needs {expected}")
+        raise ShapeError(f"table {table} holds {flat.size} elements, shape {list(shape)} needs {expected}")
     return flat.astype(dtype).reshape(shape)

@@ -56,7 +56,8 @@ def test_compile_then_run_equals_onnxruntime(tmp_path: Path) -> None:
 
     result = cli("compile", str(model), "-o", str(tmp_path / "out"), "-q")
     assert result.returncode == 0, result.stderr
-    assert {p.name for p in (tmp_path / "out").iterdir()} == {"model.duckdb", "program.sql", "schema.sql"}
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"model.duckdb", "model.duckdb.sha256.json",
+                                                          "program.sql", "schema.sql"}
     for source in [tmp_path / "out", model]:  # a compiled folder, or the .onnx compiled on the fly
         result = cli("run", str(source), "--inputs", str(tmp_path / "in.npz"), "-o", str(tmp_path / "o.npz"))
         assert result.returncode == 0, result.stderr
@@ -66,14 +67,14 @@ def test_compile_then_run_equals_onnxruntime(tmp_path: Path) -> None:
 def test_run_with_missing_inputs_file_fails_clearly(tmp_path: Path) -> None:
     model = _softmax_model(tmp_path / "m.onnx")
     result = cli("run", str(model), "--inputs", str(tmp_path / "none.npz"), "-o", str(tmp_path / "o.npz"))
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert "inputs file" in result.stderr and "none.npz" in result.stderr and "does not exist" in result.stderr
 
 
 def test_run_on_a_folder_that_is_not_compiled(tmp_path: Path) -> None:
     np.savez(tmp_path / "in.npz", x=np.zeros(1))
     result = cli("run", str(tmp_path), "--inputs", str(tmp_path / "in.npz"), "-o", str(tmp_path / "o.npz"))
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert "is not a compiled model folder" in result.stderr
 
 
