@@ -45,15 +45,9 @@ def to_arrow(array: np.ndarray, chunk: int) -> pa.Table:
 
 def write_table(con: duckdb.DuckDBPyConnection, table: str, array: np.ndarray, chunk: int,
                 temporary: bool = False) -> None:
-    arrow = to_arrow(array, chunk)
-    con.register(_REGISTERED, arrow)
-    try:
-        lead = [f"i{k}" for k in range(max(array.ndim - 1, 0))]
-        select = ", ".join(lead + ["c", f"CAST(v AS {sql_type(array.dtype)}[]) AS v"])
-        kind = "TEMP TABLE" if temporary else "TABLE"
-        con.execute(f"CREATE OR REPLACE {kind} {quote_ident(table)} AS SELECT {select} FROM {_REGISTERED}")
-    finally:
-        con.unregister(_REGISTERED)
+    lead = [f"i{k}" for k in range(max(array.ndim - 1, 0))]
+    select = ", ".join(lead + ["c", f"CAST(v AS {sql_type(array.dtype)}[]) AS v"])
+    _create_from_arrow(con, table, to_arrow(array, chunk), select, temporary)
 
 
 def write_weight(con: duckdb.DuckDBPyConnection, weight: "WeightTable") -> None:
@@ -71,18 +65,10 @@ def write_tiles(con: duckdb.DuckDBPyConnection, table: str, matrix: np.ndarray, 
     """A matrix as rows (c, m): m holds the whole rows tile_rows * (c - first_tile) onwards, at most
     tile_rows of them, as a list of lists."""
     rows, width = matrix.shape
-    tiles = -(-rows // tile_rows)
     inner = pa.LargeListArray.from_arrays(pa.array(np.arange(rows + 1, dtype=np.int64) * width),
                                           pa.array(np.ascontiguousarray(matrix).reshape(-1)))
-    starts = np.minimum(np.arange(tiles + 1, dtype=np.int64) * tile_rows, rows)
-    outer = pa.LargeListArray.from_arrays(pa.array(starts), inner)
-    arrow = pa.table({"c": pa.array(np.arange(first_tile, first_tile + tiles, dtype=np.int32)), "m": outer})
-    con.register(_REGISTERED, arrow)
-    try:
-        con.execute(f"CREATE OR REPLACE TABLE {quote_ident(table)} AS "
-                    f"SELECT c, CAST(m AS {sql_type(matrix.dtype)}[][]) AS m FROM {_REGISTERED}")
-    finally:
-        con.unregister(_REGISTERED)
+    tiles = pa.LargeListArray.from_arrays(pa.array(_tile_starts(rows, tile_rows)), inner)
+    _create_from_arrow(con, table, _tile_table(tiles, first_tile), f"c, CAST(m AS {sql_type(matrix.dtype)}[][]) AS m")
 
 
 def write_blob_tiles(con: duckdb.DuckDBPyConnection, table: str, matrix: np.ndarray, tile_rows: int,
@@ -90,16 +76,29 @@ def write_blob_tiles(con: duckdb.DuckDBPyConnection, table: str, matrix: np.ndar
     """A float32 matrix as rows (c, m): m is a BLOB of the tile's rows, little-endian float32,
     row-major, as the native kernel onnx2sql_tile_matvec reads it."""
     rows, width = matrix.shape
-    tiles = -(-rows // tile_rows)
     flat = np.ascontiguousarray(matrix, dtype="<f4").reshape(-1).view(np.uint8)
-    starts = np.minimum(np.arange(tiles + 1, dtype=np.int64) * tile_rows, rows) * width * 4
-    blobs = pa.LargeBinaryArray.from_buffers(pa.large_binary(), tiles,
+    starts = _tile_starts(rows, tile_rows) * width * 4
+    tiles = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(starts) - 1,
                                              [None, pa.py_buffer(starts), pa.py_buffer(flat)])
-    arrow = pa.table({"c": pa.array(np.arange(first_tile, first_tile + tiles, dtype=np.int32)), "m": blobs})
+    _create_from_arrow(con, table, _tile_table(tiles, first_tile), "c, CAST(m AS BLOB) AS m")
+
+
+def _tile_starts(rows: int, tile_rows: int) -> np.ndarray:
+    """The first row of each tile, then the row count: tiles of tile_rows rows, the last one shorter."""
+    tiles = -(-rows // tile_rows)
+    return np.minimum(np.arange(tiles + 1, dtype=np.int64) * tile_rows, rows)
+
+
+def _tile_table(tiles: pa.Array, first_tile: int) -> pa.Table:
+    return pa.table({"c": pa.array(np.arange(first_tile, first_tile + len(tiles), dtype=np.int32)), "m": tiles})
+
+
+def _create_from_arrow(con: duckdb.DuckDBPyConnection, table: str, arrow: pa.Table, select: str,
+                       temporary: bool = False) -> None:
     con.register(_REGISTERED, arrow)
     try:
-        con.execute(f"CREATE OR REPLACE TABLE {quote_ident(table)} AS "
-                    f"SELECT c, CAST(m AS BLOB) AS m FROM {_REGISTERED}")
+        kind = "TEMP TABLE" if temporary else "TABLE"
+        con.execute(f"CREATE OR REPLACE {kind} {quote_ident(table)} AS SELECT {select} FROM {_REGISTERED}")
     finally:
         con.unregister(_REGISTERED)
 
