@@ -105,6 +105,10 @@ class Generator:
             config["temp_directory"] = str(self.spill_dir)
             con, self.program = self._open_database(config, progress)
             self.con = CountingConnection(con)
+            if memory_limit and parse_size(memory_limit, "--memory-limit") < self.db_path.stat().st_size:
+                # A region holds the scans and results of many ops at once; with less memory than
+                # the weights, each op runs alone so DuckDB streams one product's weights at a time.
+                self.program.finish(region_size=1)
             self._prepare_program()
         except BaseException:
             self.close()  # nothing is left behind, not even an empty spill folder

@@ -46,6 +46,8 @@ def test_generation_under_a_limit_below_the_weights(wide_llama: Path, tmp_path: 
     with Generator(wide_llama, db=tmp_path / "wide.duckdb", memory_limit=f"{LIMIT_MB}MB", progress=False) as gen:
         limit = gen.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
         tokens = gen.generate_ids(prompt, 8).token_ids
+        # Below the weights, every op runs as its own statement (regions hold many ops' data at once).
+        assert len(gen.program.regions) == len(gen.program.statements)
     value, unit = limit.split()
     assert unit == "MiB" and float(value) <= LIMIT_MB  # DuckDB reports 24MB as 22.8 MiB
     assert tokens == ort_greedy(wide_llama, prompt, len(tokens))[0]
