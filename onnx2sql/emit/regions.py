@@ -11,10 +11,11 @@ Regions are built backwards: a statement joins the region of its readers when al
 one region, that region has room, and the statement is not kept; otherwise it starts a region of
 its own. Then a region made only of statements that are cheap to compute again (elementwise ops and
 reductions: one pass over their inputs) and read by a few regions is copied into each of them
-instead of being stored: RMSNorm's output, read by the K, V and attention regions of a layer, costs
-no statement of its own. Because every member comes before its region's sink, emitting regions in the order of
-their sinks keeps every read after its write. A CTE read twice is materialised by DuckDB inside
-the statement, so a tensor read by two ops of one region is still computed once.
+instead of being stored: RMSNorm's output, read by the K, V and attention regions of a layer,
+costs no statement of its own. Because every member comes before its region's sink, emitting
+regions in the order of their sinks keeps every read after its write. A CTE read twice is
+materialised by DuckDB inside the statement, so a tensor read by two ops of one region is still
+computed once.
 """
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ from onnx2sql.emit.sql import quote_ident
 if TYPE_CHECKING:
     from onnx2sql.ops.context import Statement
 
-# Statements per region. Planning a statement costs DuckDB more than linear time in its size
-# (a whole 30-layer decode step as one statement took about a second to plan), while each stored
-# table costs a fixed ~0.5 ms; see the README's Performance section for the measurement.
+# Statements per region at most. 48 holds a whole Llama layer's attention and MLP (about 40 ops
+# after fusion): on SmolLM2, sizes 48 to 400 gave the same 125 regions (the graph's own limit),
+# 16 gave 188 and a slower step. Much larger statements would cost more to plan than they save (a
+# whole 30-layer decode step as one statement took about a second to plan).
 DEFAULT_REGION_SIZE = 48
 # Regions a recomputable statement may be copied into before it is stored instead.
 MAX_COPIES = 3
