@@ -195,7 +195,25 @@ def apply(ctx: LowerContext, op: str, inputs: list[Value], dtype: np.dtype | Non
 @register(["Mish", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot"], since=18)
 def lower_elementwise(node: NodeView, ctx: LowerContext) -> list[Value]:
     inputs = [v for v in node.inputs if v is not None]
-    return [apply(ctx, node.op_type, inputs)]
+    scaled = scale_before_swap(ctx, node.op_type, inputs)
+    return [scaled if scaled is not None else apply(ctx, node.op_type, inputs)]
+
+
+def scale_before_swap(ctx: LowerContext, op: str, inputs: list[Value]) -> Value | None:
+    """x^T * s (or / s) for a scalar s as (x * s)^T: scaling commutes with swapping axes, and a
+    MatMul then reads x * s where it would read the swapped table (attention's K^T * scale), so no
+    statement swaps K's axes and back. None when the inputs are not of that form."""
+    if op not in ("Mul", "Div") or len(inputs) != 2:
+        return None
+    for k in ((0, 1) if op == "Mul" else (0,)):
+        swapped, scalar = inputs[k], inputs[1 - k]
+        if (isinstance(swapped, Runtime) and swapped.table in ctx.swapped and isinstance(scalar, Known)
+                and scalar.array.size == 1 and scalar.rank <= swapped.rank):
+            from onnx2sql.ops.shape import swap_last_two
+
+            ordered = [ctx.swapped[swapped.table], scalar][::1 if k == 0 else -1]
+            return swap_last_two(ctx, apply(ctx, op, ordered))
+    return None
 
 
 @register("Cast", since=6)

@@ -360,18 +360,28 @@ def lower_transpose(node: NodeView, ctx: LowerContext) -> list[Value]:
         raise node.fail(f"perm {perm} is not a permutation of the {rank} axes")
     if isinstance(value, Known):
         return [Known.of(np.transpose(value.array, perm), value.dtype)]
-    out_shape = tuple(shape[p] for p in perm)
     if perm == list(range(rank)):
         return [value]
+    if rank >= 2 and perm == list(range(rank - 2)) + [rank - 1, rank - 2]:
+        return [swap_last_two(ctx, value)]
+    out_shape = tuple(shape[p] for p in perm)
     if perm[-1] == rank - 1:
         # The last axis stays last: renaming leading columns is enough.
         plan = Remap([f"i{p}" for p in perm[:-1]] + ["c"])
     else:
         plan = Remap([f"i{p}" for p in perm], elements=True)
-    out = emit_remap(ctx, value, out_shape, plan)
-    if rank >= 2 and perm == list(range(rank - 2)) + [rank - 1, rank - 2]:
-        ctx.swapped[out.table] = ctx.runtime(value)  # a MatMul reading `out` as B can read `value`
-    return [out]
+    return [emit_remap(ctx, value, out_shape, plan)]
+
+
+def swap_last_two(ctx: LowerContext, value: Value) -> Runtime:
+    """The value with its last two axes swapped, remembered as such: a MatMul reading the result as
+    B reads `value` instead (and the statement is dropped when nothing else reads it)."""
+    rank = value.rank
+    perm = list(range(rank - 2)) + [rank - 1, rank - 2]
+    shape = shape_of(value)
+    out = emit_remap(ctx, value, tuple(shape[p] for p in perm), Remap([f"i{p}" for p in perm], elements=True))
+    ctx.swapped[out.table] = ctx.runtime(value)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -177,3 +177,25 @@ def test_transpose_feeding_matmul_is_read_untransposed(k_used_elsewhere: bool) -
     assert_parity(model, {"q": q, "k": k}, **TOL)
     comments = [s.comment for s in lower_model(model, chunk=4).statements]
     assert sum("Transpose" in c for c in comments) == int(k_used_elsewhere), comments
+
+
+@pytest.mark.parametrize("op,scalar_first", [("Mul", False), ("Mul", True), ("Div", False)],
+                         ids=["k-times-s", "s-times-k", "k-over-s"])
+def test_scaled_transpose_feeding_matmul_is_read_untransposed(op: str, scalar_first: bool) -> None:
+    """Optimum's attention scales K^T before Q @ K^T: Mul(Transpose(K), s). The scale is applied to
+    K itself and the product reads that, so no statement swaps K's last two axes."""
+    import onnx.helper as oh
+    from harness import graph_model
+    from onnx2sql.graph.visitor import lower_model
+
+    q, k = f32(1, 3, 2, 9), f32(1, 3, 7, 9)
+    scale = np.array(0.35, dtype=np.float32)
+    operands = ["s", "kt"] if scalar_first else ["kt", "s"]
+    nodes = [oh.make_node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]),
+             oh.make_node(op, operands, ["kts"]),
+             oh.make_node("MatMul", ["q", "kts"], ["y"])]
+    model = graph_model(nodes, {"q": q, "k": k}, ["y"], constants={"s": scale})
+    assert_parity(model, {"q": q, "k": k}, **TOL)
+    comments = [s.comment for s in lower_model(model, chunk=4).statements]
+    assert not any("Transpose" in c for c in comments), comments
+    assert sum(f"<- {op} " in c for c in comments) == 1, comments
