@@ -22,7 +22,7 @@ from onnx2sql.errors import InputError, UsageError
 from onnx2sql.graph.symbolic import evaluate
 from onnx2sql.ops.context import LowerContext
 from onnx2sql.ops.matmul import OUTPUT_ROWS_FROM
-from onnx2sql.runtime.kernel_mode import resolve_kernels
+from onnx2sql.runtime.kernel_mode import requested_mode, resolve_kernels
 from onnx2sql.runtime.session import CountingConnection, Session
 from onnx2sql.runtime.text import ModelFolder
 from onnx2sql.sizes import parse_size
@@ -83,15 +83,16 @@ class Generator:
 
     def __init__(self, model_dir: str | Path, db: str | Path | None = None, memory_limit: str | None = None,
                  progress: bool = True, kernels: str | None = None):
-        """`kernels` ("auto", "native", "sql"; None: whatever the database was compiled with, or auto
-        when compiling) is the mode of the compiled program; the model folder's own database is
+        """`kernels` ("auto", "native", "sql"; None: $ONNX2SQL_KERNELS if set, else whatever the
+        database was compiled with, or auto when compiling) is the mode of the compiled program; the model folder's own database is
         compiled again in another mode when one is asked for, a --db of another mode is refused."""
         self.folder = ModelFolder.open(model_dir)
         self.model = self.folder.path / "model.onnx"
         self.db_path = Path(db) if db else default_db(self.folder.path)
         # The model folder's own database is onnx2sql's to replace; a --db the user named is not.
         self.own_db = self.db_path.resolve() == default_db(self.folder.path).resolve()
-        self.kernels = resolve_kernels(kernels) if kernels is not None else None
+        requested = requested_mode(kernels)
+        self.kernels = resolve_kernels(requested) if requested is not None else None
         config: dict[str, str] = {}
         if memory_limit:
             # DuckDB takes a byte count; checked here so a typo names the flag.

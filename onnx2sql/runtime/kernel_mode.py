@@ -18,6 +18,11 @@ def default_mode() -> str:
     return os.environ.get(KERNELS_ENV, "auto") or "auto"
 
 
+def requested_mode(kernels: str | None) -> str | None:
+    """The mode asked for: `kernels`, else $ONNX2SQL_KERNELS, else None (nothing asked)."""
+    return kernels or os.environ.get(KERNELS_ENV) or None
+
+
 def resolve_kernels(mode: str | None) -> str:
     """"native" or "sql" for a requested mode (None: the default)."""
     mode = mode or default_mode()

@@ -263,3 +263,26 @@ def test_a_native_database_where_the_extension_cannot_load_names_the_fix(tmp_pat
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "compiled with --kernels native" in result.stderr and "make kernels" in result.stderr
     assert "--kernels sql" in result.stderr
+
+
+def test_a_requested_mode_recompiles_the_model_folder_database(tmp_path: Path, tiny_llama3_dir: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """generate with a mode (the flag, or ONNX2SQL_KERNELS) compiles the folder's own database again in
+    that mode; with none asked, the database's own mode stays."""
+    import shutil
+
+    from onnx2sql.runtime.generate import Generator
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_llama3_dir, folder, ignore=shutil.ignore_patterns("sql", "hf"))
+    monkeypatch.delenv("ONNX2SQL_KERNELS", raising=False)
+    with Generator(folder, progress=False, kernels="native") as gen:
+        native = gen.generate_ids([5, 9, 2], 3).token_ids
+        assert gen.program.kernels == "native"
+    monkeypatch.setenv("ONNX2SQL_KERNELS", "sql")
+    with Generator(folder, progress=False) as gen:
+        assert gen.program.kernels == "sql"
+        assert gen.generate_ids([5, 9, 2], 3).token_ids == native
+    monkeypatch.delenv("ONNX2SQL_KERNELS")
+    with Generator(folder, progress=False) as gen:
+        assert gen.program.kernels == "sql"
