@@ -100,7 +100,8 @@ class DuckDBEngine(Engine):
 
 
 class DuckDBSqlEngine(DuckDBEngine):
-    """onnx2sql in DuckDB in pure SQL (no native kernels), from a database of its own."""
+    """onnx2sql in DuckDB in pure SQL (no native kernels), from a database of its own beside the
+    benchmark's results (the model's sql/ folder belongs to compile)."""
 
     name = "duckdb-sql"
 
@@ -108,7 +109,7 @@ class DuckDBSqlEngine(DuckDBEngine):
         return "sql"
 
     def database(self) -> Path:
-        return self.model_dir / "sql" / "model-sql.duckdb"
+        return self.model_dir / "bench" / "duckdb-sql.duckdb"
 
 
 class StepEngine(Engine):
