@@ -14,16 +14,16 @@ from tqdm import tqdm
 
 from onnx2sql.emit.program import Program
 from onnx2sql.emit.regions import DEFAULT_REGION_SIZE
-from onnx2sql.runtime.kernel_mode import resolve_kernels
 from onnx2sql.emit.sql import comment_text, quote_ident, quote_literal, sql_type
 from onnx2sql.errors import DatabaseError, InputError, UnsupportedOpError, UsageError
-from onnx2sql.graph.checker import validate_model
+from onnx2sql.graph.checker import PROTOBUF_LIMIT, serialized_size, validate_model
 from onnx2sql.graph.load import load_model_with_data_files
 from onnx2sql.graph.visitor import DEFAULT_CHUNK, lower_model
 from onnx2sql.ops.context import describe_layout
 from onnx2sql.graph.values import Runtime
 from onnx2sql.graph.symbolic import as_shape
 from onnx2sql.runtime.fingerprint import CACHE_SUFFIX, cache_file, model_digests
+from onnx2sql.runtime.kernel_mode import resolve_kernels
 from onnx2sql.runtime.session import META_TABLE, Session, connect, meta_exists, read_meta
 from onnx2sql.storage.folders import check_output_folder, recover_interrupted_replace, remove_stale_staging, \
     replace_dir, staging_dir
@@ -322,7 +322,7 @@ def fingerprint(model: str | Path | onnx.ModelProto, proto: onnx.ModelProto, dat
         path = Path(model)
         digests = model_digests(path, data_files, cache_file(db))
         return {"model_sha256": digests.pop(path.name), "external_data_sha256": json.dumps(digests)}
-    data = proto.SerializeToString(deterministic=True) if proto.ByteSize() < (1 << 31) else b""
+    data = proto.SerializeToString(deterministic=True) if serialized_size(proto) < PROTOBUF_LIMIT else b""
     return {"model_sha256": hashlib.sha256(data).hexdigest(), "external_data_sha256": "{}"}
 
 
@@ -356,9 +356,12 @@ def _schema_script(program: Program) -> str:
     for w in program.weights:
         if w.tile_rows:
             rows, width = w.array.shape
-            lines.append(f"-- {w.table}: (c) -> {sql_type(w.array.dtype)}[<={w.tile_rows}][{width}], tiles "
-                         f"{w.first_tile}.. of {w.tile_rows} rows; {comment_text(w.comment)}")
-            lines.append(f"CREATE TABLE {quote_ident(w.table)} (c INTEGER, m {sql_type(w.array.dtype)}[][]);")
+            tile = "BLOB" if w.blob else f"{sql_type(w.array.dtype)}[][]"
+            shown = f"BLOB of <={w.tile_rows}x{width} float32" if w.blob else \
+                f"{sql_type(w.array.dtype)}[<={w.tile_rows}][{width}]"
+            lines.append(f"-- {w.table}: (c) -> {shown}, tiles {w.first_tile}.. of {w.tile_rows} rows; "
+                         f"{comment_text(w.comment)}")
+            lines.append(f"CREATE TABLE {quote_ident(w.table)} (c INTEGER, m {tile});")
             continue
         value = Runtime(w.table, w.array.dtype, as_shape(w.array.shape))
         lines.append(f"-- {w.table}: {describe_layout(value, w.chunk)}; {comment_text(w.comment)}")

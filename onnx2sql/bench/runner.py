@@ -343,30 +343,27 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     lengths = sorted({r["prompt_len"] for r in runs})
     ttft = {str(n): stats([r["ttft_s"] for r in runs if r["prompt_len"] == n]) for n in lengths}
     decode = [r["decode_tokens_per_s"] for r in runs if r["decode_tokens_per_s"] > 0]
+    by_length = {n: statistics.median(v) for n in lengths
+                 if (v := [r["decode_tokens_per_s"] for r in runs if r["prompt_len"] == n and r["decode_tokens_per_s"] > 0])}
     return {
         "ttft_s": {n: s["median"] for n, s in ttft.items()},
         "ttft_s_stats": ttft,
         "decode_tokens_per_s": statistics.median(decode) if decode else None,
         "decode_tokens_per_s_stats": stats(decode) if decode else None,
-        "decode_tokens_per_s_by_prompt_len": {
-            str(n): statistics.median(v) for n in lengths
-            if (v := [r["decode_tokens_per_s"] for r in runs if r["prompt_len"] == n and r["decode_tokens_per_s"] > 0])
-        },
+        "decode_tokens_per_s_by_prompt_len": {str(n): speed for n, speed in by_length.items()},
         "tokens": {str(n): next(r["tokens"] for r in runs if r["prompt_len"] == n) for n in lengths},
-        **decode_growth(runs, lengths),
+        **decode_growth(runs, by_length),
     }
 
 
-def decode_growth(runs: list[dict[str, Any]], lengths: list[int]) -> dict[str, Any]:
+def decode_growth(runs: list[dict[str, Any]], by_length: dict[int, float]) -> dict[str, Any]:
     """How a decode step's time grows with the past: seconds per token after the longest prompt over
-    seconds per token after the shortest (1.0: no growth); and, for a database engine, the SQL
-    statements one decode step ran."""
+    seconds per token after the shortest (1.0: no growth), from the median decode speed per prompt
+    length; and, for a database engine, the SQL statements one decode step ran."""
     out: dict[str, Any] = {}
     steps = [r["statements_per_step"] for r in runs if r.get("statements_per_step")]
     if steps:
         out["statements_per_step"] = max(steps)
-    by_length = {n: statistics.median(v) for n in lengths
-                 if (v := [r["decode_tokens_per_s"] for r in runs if r["prompt_len"] == n and r["decode_tokens_per_s"] > 0])}
     if len(by_length) >= 2:
         short, long = min(by_length), max(by_length)
         out["decode_step_growth"] = {"from_prompt_len": short, "to_prompt_len": long,

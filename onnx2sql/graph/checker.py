@@ -10,7 +10,7 @@ import onnx.defs
 
 from onnx2sql.errors import ModelError
 
-_PROTOBUF_LIMIT = 2**31  # onnx's checker takes an in-memory model only below 2 GB
+PROTOBUF_LIMIT = 2**31  # a model serialises (and onnx's checker takes it in memory) only below 2 GB
 
 
 def validate_model(proto: onnx.ModelProto, path: Path | None = None) -> None:
@@ -35,16 +35,16 @@ def _check_opsets(proto: onnx.ModelProto, where: str) -> None:
                              f"(the newest is {newest})")
 
 
-def _serialized_size(proto: onnx.ModelProto) -> int:
+def serialized_size(proto: onnx.ModelProto) -> int:
     """The model's protobuf size; past 2 GB protobuf refuses to compute it, so that counts as 2 GB."""
     try:
         return proto.ByteSize()
     except Exception:  # protobuf's EncodeError: the message is over its 2 GB limit
-        return _PROTOBUF_LIMIT
+        return PROTOBUF_LIMIT
 
 
 def _run_checker(proto: onnx.ModelProto, path: Path | None) -> None:
-    if _serialized_size(proto) >= _PROTOBUF_LIMIT:
+    if serialized_size(proto) >= PROTOBUF_LIMIT:
         if path is not None:
             onnx.checker.check_model(str(path))  # reads the graph, with its external data, from disk
         return

@@ -25,7 +25,7 @@ from onnx2sql.ops.context import LowerContext, NodeView, TableRef
 from onnx2sql.ops.elementwise import emit_elementwise
 from onnx2sql.ops.reduce import foldable, input_value
 from onnx2sql.ops.registry import register
-from onnx2sql.ops.shape import Remap, emit_remap
+from onnx2sql.ops.shape import swap_last_two
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,7 @@ def swap_last_axes(ctx: LowerContext, value: Value) -> Runtime:
         return ctx.transposed_weight(value)
     if isinstance(value, Runtime) and value.table in ctx.swapped:
         return ctx.swapped[value.table]
-    shape = shape_of(value)
-    perm = list(range(len(shape) - 2)) + [len(shape) - 1, len(shape) - 2]
-    return emit_remap(ctx, value, tuple(shape[p] for p in perm), Remap([f"i{p}" for p in perm], elements=True))
+    return swap_last_two(ctx, value)
 
 
 def check_inner(k_a: Dim, k_b: Dim) -> None:

@@ -84,8 +84,9 @@ class Generator:
     def __init__(self, model_dir: str | Path, db: str | Path | None = None, memory_limit: str | None = None,
                  progress: bool = True, kernels: str | None = None):
         """`kernels` ("auto", "native", "sql"; None: $ONNX2SQL_KERNELS if set, else whatever the
-        database was compiled with, or auto when compiling) is the mode of the compiled program; the model folder's own database is
-        compiled again in another mode when one is asked for, a --db of another mode is refused."""
+        database was compiled with, or auto when compiling) is the mode of the compiled program;
+        the model folder's own database is compiled again in another mode when one is asked for,
+        a --db of another mode is refused."""
         self.folder = ModelFolder.open(model_dir)
         self.model = self.folder.path / "model.onnx"
         self.db_path = Path(db) if db else default_db(self.folder.path)
@@ -94,9 +95,10 @@ class Generator:
         requested = requested_mode(kernels)
         self.kernels = resolve_kernels(requested) if requested is not None else None
         config: dict[str, str] = {}
-        if memory_limit:
-            # DuckDB takes a byte count; checked here so a typo names the flag.
-            config["memory_limit"] = f"{parse_size(memory_limit, '--memory-limit')}b"
+        # DuckDB takes a byte count; checked here so a typo names the flag.
+        limit_bytes = parse_size(memory_limit, "--memory-limit") if memory_limit else None
+        if limit_bytes is not None:
+            config["memory_limit"] = f"{limit_bytes}b"
         self._prepare_database(progress)
         self.spill_dir: Path | None = None
         self.con: duckdb.DuckDBPyConnection | None = None
@@ -106,7 +108,7 @@ class Generator:
             config["temp_directory"] = str(self.spill_dir)
             con, self.program = self._open_database(config, progress)
             self.con = CountingConnection(con)
-            if memory_limit and parse_size(memory_limit, "--memory-limit") < self.db_path.stat().st_size:
+            if limit_bytes is not None and limit_bytes < self.db_path.stat().st_size:
                 # A region holds the scans and results of many ops at once; with less memory than
                 # the weights, each op runs alone so DuckDB streams one product's weights at a time.
                 self.program.finish(region_size=1)

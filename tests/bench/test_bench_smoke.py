@@ -147,6 +147,6 @@ def test_decode_growth_compares_the_longest_prompt_with_the_shortest() -> None:
 
     runs = [{"prompt_len": 16, "decode_tokens_per_s": 2.0, "statements_per_step": 103},
             {"prompt_len": 512, "decode_tokens_per_s": 1.6, "statements_per_step": 103}]
-    assert decode_growth(runs, [16, 512]) == {
+    assert decode_growth(runs, {16: 2.0, 512: 1.6}) == {
         "statements_per_step": 103, "decode_step_growth": {"from_prompt_len": 16, "to_prompt_len": 512, "ratio": 1.25}}
-    assert decode_growth(runs[:1], [16]) == {"statements_per_step": 103}
+    assert decode_growth(runs[:1], {16: 2.0}) == {"statements_per_step": 103}

@@ -255,6 +255,8 @@ def test_a_native_database_where_the_extension_cannot_load_names_the_fix(tmp_pat
                                                                         tiny_llama3_dir: Path) -> None:
     out = tmp_path / "compiled"
     onnx2sql.compile(tiny_llama3_dir / "model.onnx", out, kernels="native")
+    assert "-- Kernels: native" in (out / "program.sql").read_text()
+    assert "(c INTEGER, m BLOB);" in (out / "schema.sql").read_text()
     feeds = tmp_path / "feeds.npz"
     np.savez(feeds, **decoder_feeds(tiny_llama3_dir / "model.onnx", np.array([[3, 4]])))
     result = subprocess.run([sys.executable, "-m", "onnx2sql", "run", str(out), "--inputs", str(feeds),
