@@ -2,6 +2,9 @@
  *
  *   onnx2sql_tile_matvec(tile BLOB, x FLOAT[]) -> FLOAT[]
  *       tile: rows x len(x) little-endian float32, row-major; returns the rows dot products with x.
+ *   onnx2sql_tile_matvec_q8(tile BLOB, x FLOAT[]) -> FLOAT[]
+ *       the same for an int8 tile: each row is its group scales then len(x) int8 weights (see
+ *       o2s_tile_matvec_q8 in onnx2sql_kernels.h).
  *   onnx2sql_dot(a FLOAT[], b FLOAT[]) -> FLOAT
  *   onnx2sql_kernels_isa() -> VARCHAR     the SIMD implementation in use ("avx2+fma" or "portable")
  *
@@ -111,12 +114,32 @@ static void dot_function(duckdb_function_info info, duckdb_data_chunk input, duc
 	}
 }
 
-/* ------------------------------------------------------------------ onnx2sql_tile_matvec */
+/* ------------------------------------------------------------------ onnx2sql_tile_matvec(_q8) */
+
+/* How a tile stores its rows: the bytes of a row of k weights, and the product of rows with x. */
+typedef struct {
+	const char *function;
+	const char *element; /* what a row holds, for error messages */
+	size_t (*row_bytes)(size_t k);
+	void (*multiply)(const unsigned char *tile, size_t rows, size_t k, const float *x, float *out);
+} tile_format;
+
+static size_t f32_row_bytes(size_t k) { return 4 * k; }
+
+/* Blob bytes are not 4-byte aligned in general; the kernels use unaligned loads. */
+static void f32_multiply(const unsigned char *tile, size_t rows, size_t k, const float *x, float *out) {
+	o2s_tile_matvec((const float *)tile, rows, k, x, out);
+}
+
+static const tile_format F32_TILES = {"onnx2sql_tile_matvec", "float32 values", f32_row_bytes, f32_multiply};
+static const tile_format Q8_TILES = {"onnx2sql_tile_matvec_q8", "int8 rows (group scales and int8 values)",
+                                     o2s_q8_row_bytes, o2s_tile_matvec_q8};
 
 typedef struct {
 	duckdb_string_t *tiles;
 	uint64_t *tile_validity;
 	float_lists x;
+	const tile_format *format;
 } matvec_inputs;
 
 static int matvec_row_is_null(const matvec_inputs *in, idx_t r) {
@@ -127,23 +150,23 @@ static int matvec_row_is_null(const matvec_inputs *in, idx_t r) {
 static long long matvec_rows(duckdb_function_info info, const matvec_inputs *in, idx_t r) {
 	idx_t k = list_length(&in->x, r);
 	unsigned long long bytes = duckdb_string_t_length(in->tiles[r]);
+	const char *name = in->format->function;
 	if (k == 0) {
 		if (bytes == 0) return 0;
-		set_errorf(info, "onnx2sql_tile_matvec: x is empty but the tile has %llu bytes", bytes);
+		set_errorf(info, "%s: x is empty but the tile has %llu bytes", name, bytes);
 		return -1;
 	}
-	if (bytes % (4 * k) != 0) {
-		set_errorf(info,
-		           "onnx2sql_tile_matvec: tile of %llu bytes is not a whole number of rows of len(x) = %llu "
-		           "float32 values",
-		           bytes, (unsigned long long)k);
+	size_t row_bytes = in->format->row_bytes(k);
+	if (bytes % row_bytes != 0) {
+		set_errorf(info, "%s: tile of %llu bytes is not a whole number of rows of len(x) = %llu %s", name, bytes,
+		           (unsigned long long)k, in->format->element);
 		return -1;
 	}
 	if (list_has_null(&in->x, r)) {
-		duckdb_scalar_function_set_error(info, "onnx2sql_tile_matvec: x holds a NULL element");
+		set_errorf(info, "%s: x holds a NULL element", name);
 		return -1;
 	}
-	return (long long)(bytes / (4 * k));
+	return (long long)(bytes / row_bytes);
 }
 
 /* Checks every row and returns the total number of output floats, or -1 after setting an error. */
@@ -158,20 +181,22 @@ static long long matvec_total_rows(duckdb_function_info info, const matvec_input
 	return total;
 }
 
-static void tile_matvec_function(duckdb_function_info info, duckdb_data_chunk input, duckdb_vector output) {
+static void tile_product(duckdb_function_info info, duckdb_data_chunk input, duckdb_vector output,
+                         const tile_format *format) {
 	idx_t n = duckdb_data_chunk_get_size(input);
 	duckdb_vector tile_vector = duckdb_data_chunk_get_vector(input, 0);
 	matvec_inputs in;
 	in.tiles = (duckdb_string_t *)duckdb_vector_get_data(tile_vector);
 	in.tile_validity = duckdb_vector_get_validity(tile_vector);
 	in.x = float_lists_of(duckdb_data_chunk_get_vector(input, 1));
+	in.format = format;
 
 	long long total = matvec_total_rows(info, &in, n);
 	if (total < 0) return;
 	/* One reservation for the whole chunk: the results go straight into DuckDB's child vector. */
 	idx_t base = duckdb_list_vector_get_size(output);
 	if (duckdb_list_vector_reserve(output, base + (idx_t)total) != DuckDBSuccess) {
-		duckdb_scalar_function_set_error(info, "onnx2sql_tile_matvec: could not reserve the result list");
+		set_errorf(info, "%s: could not reserve the result list", format->function);
 		return;
 	}
 	duckdb_list_entry *entries = (duckdb_list_entry *)duckdb_vector_get_data(output);
@@ -186,14 +211,21 @@ static void tile_matvec_function(duckdb_function_info info, duckdb_data_chunk in
 			continue;
 		}
 		idx_t k = list_length(&in.x, r);
-		idx_t rows = k ? duckdb_string_t_length(in.tiles[r]) / (4 * k) : 0;
-		/* Blob bytes are not 4-byte aligned in general; the kernels use unaligned loads. */
-		const float *tile = (const float *)duckdb_string_t_data(&in.tiles[r]);
-		o2s_tile_matvec(tile, rows, k, list_data(&in.x, r), out + pos);
+		idx_t rows = k ? duckdb_string_t_length(in.tiles[r]) / format->row_bytes(k) : 0;
+		if (rows) format->multiply((const unsigned char *)duckdb_string_t_data(&in.tiles[r]), rows, k,
+		                           list_data(&in.x, r), out + pos);
 		entries[r].length = rows;
 		pos += rows;
 	}
 	duckdb_list_vector_set_size(output, pos);
+}
+
+static void tile_matvec_function(duckdb_function_info info, duckdb_data_chunk input, duckdb_vector output) {
+	tile_product(info, input, output, &F32_TILES);
+}
+
+static void tile_matvec_q8_function(duckdb_function_info info, duckdb_data_chunk input, duckdb_vector output) {
+	tile_product(info, input, output, &Q8_TILES);
 }
 
 /* ------------------------------------------------------------------ onnx2sql_kernels_isa */
@@ -227,6 +259,7 @@ static int register_all(duckdb_connection con) {
 	duckdb_logical_type matvec_params[2] = {blob, f32_list};
 	duckdb_logical_type dot_params[2] = {f32_list, f32_list};
 	int ok = register_function(con, "onnx2sql_tile_matvec", tile_matvec_function, matvec_params, 2, f32_list) &&
+	         register_function(con, "onnx2sql_tile_matvec_q8", tile_matvec_q8_function, matvec_params, 2, f32_list) &&
 	         register_function(con, "onnx2sql_dot", dot_function, dot_params, 2, f32) &&
 	         register_function(con, "onnx2sql_kernels_isa", isa_function, NULL, 0, varchar);
 	duckdb_destroy_logical_type(&f32);

@@ -4,6 +4,18 @@
 
 typedef float (*dot_fn)(const float *, const float *, size_t);
 typedef void (*matvec_fn)(const float *, size_t, size_t, const float *, float *);
+typedef float (*q8_dot_fn)(const unsigned char *, const signed char *, size_t, const float *);
+
+#include <string.h>
+
+size_t o2s_q8_row_bytes(size_t k) { return 4 * ((k + O2S_Q8_GROUP - 1) / O2S_Q8_GROUP) + k; }
+
+/* A group's scale, read from unaligned little-endian bytes. */
+static inline float q8_scale(const unsigned char *scales, size_t g) {
+	float s;
+	memcpy(&s, scales + 4 * g, sizeof s);
+	return s;
+}
 
 /* ------------------------------------------------------------------ portable */
 
@@ -21,6 +33,22 @@ static float dot_portable(const float *a, const float *b, size_t n) {
 
 static void matvec_portable(const float *tile, size_t rows, size_t k, const float *x, float *out) {
 	for (size_t r = 0; r < rows; r++) out[r] = dot_portable(tile + r * k, x, k);
+}
+
+/* sum over the groups g of scale[g] * (q . x within group g), for one int8 row of k weights. */
+static float q8_dot_portable(const unsigned char *scales, const signed char *q, size_t k, const float *x) {
+	float r = 0;
+	for (size_t start = 0, g = 0; start < k; start += O2S_Q8_GROUP, g++) {
+		size_t end = start + O2S_Q8_GROUP < k ? start + O2S_Q8_GROUP : k;
+		float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+		size_t i = start;
+		for (; i + 8 <= end; i += 8)
+			for (int j = 0; j < 8; j++) s[j] += (float)q[i + j] * x[i + j];
+		float group = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+		for (; i < end; i++) group += (float)q[i] * x[i];
+		r += q8_scale(scales, g) * group;
+	}
+	return r;
 }
 
 /* ------------------------------------------------------------------ AVX2 + FMA */
@@ -92,6 +120,36 @@ O2S_AVX2 static void matvec4_avx2(const float *w, size_t k, const float *x, floa
 	out[3] = r3;
 }
 
+/* One int8 row: each whole group of 32 is widened to floats in registers (4 x 8 lanes), multiplied
+ * with x, and added to the row's sum scaled once per group. A last partial group runs scalar. */
+O2S_AVX2 static float q8_dot_avx2(const unsigned char *scales, const signed char *q, size_t k, const float *x) {
+	__m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+	size_t g = 0, i = 0;
+	for (; i + O2S_Q8_GROUP <= k; i += O2S_Q8_GROUP, g++) {
+		__m256i bytes = _mm256_loadu_si256((const __m256i *)(q + i));
+		__m128i lo = _mm256_castsi256_si128(bytes), hi = _mm256_extracti128_si256(bytes, 1);
+		__m256 w0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+		__m256 w1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
+		__m256 w2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+		__m256 w3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
+		__m256 s0 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), _mm256_mul_ps(w0, _mm256_loadu_ps(x + i)));
+		__m256 s1 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x + i + 24), _mm256_mul_ps(w2, _mm256_loadu_ps(x + i + 16)));
+		__m256 scale = _mm256_set1_ps(q8_scale(scales, g));
+		/* Alternate accumulators: consecutive groups do not wait on each other's FMA. */
+		if (g & 1)
+			acc1 = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), scale, acc1);
+		else
+			acc0 = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), scale, acc0);
+	}
+	float r = hsum256(_mm256_add_ps(acc0, acc1));
+	if (i < k) {
+		float group = 0;
+		for (size_t j = i; j < k; j++) group += (float)q[j] * x[j];
+		r += q8_scale(scales, g) * group;
+	}
+	return r;
+}
+
 O2S_AVX2 static void matvec_avx2(const float *tile, size_t rows, size_t k, const float *x, float *out) {
 	size_t r = 0;
 	for (; r + 4 <= rows; r += 4) matvec4_avx2(tile + r * k, k, x, out + r);
@@ -103,17 +161,20 @@ O2S_AVX2 static void matvec_avx2(const float *tile, size_t rows, size_t k, const
 
 static dot_fn dot_impl = dot_portable;
 static matvec_fn matvec_impl = matvec_portable;
+static q8_dot_fn q8_dot_impl = q8_dot_portable;
 static const char *isa_name = "portable";
 
 const char *o2s_init(int force_portable) {
 	dot_impl = dot_portable;
 	matvec_impl = matvec_portable;
+	q8_dot_impl = q8_dot_portable;
 	isa_name = "portable";
 #ifdef O2S_HAVE_X86
 	__builtin_cpu_init();
 	if (!force_portable && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
 		dot_impl = dot_avx2;
 		matvec_impl = matvec_avx2;
+		q8_dot_impl = q8_dot_avx2;
 		isa_name = "avx2+fma";
 	}
 #else
@@ -129,4 +190,12 @@ float o2s_dot(const float *a, const float *b, size_t n) { return dot_impl(a, b, 
 void o2s_tile_matvec(const float *tile, size_t rows, size_t k, const float *x, float *out) {
 	if (rows == 0) return;
 	matvec_impl(tile, rows, k, x, out);
+}
+
+void o2s_tile_matvec_q8(const unsigned char *tile, size_t rows, size_t k, const float *x, float *out) {
+	size_t groups = (k + O2S_Q8_GROUP - 1) / O2S_Q8_GROUP, row_bytes = o2s_q8_row_bytes(k);
+	for (size_t r = 0; r < rows; r++) {
+		const unsigned char *row = tile + r * row_bytes;
+		out[r] = q8_dot_impl(row, (const signed char *)(row + 4 * groups), k, x);
+	}
 }

@@ -28,6 +28,18 @@ float o2s_dot(const float *a, const float *b, size_t n);
 /* out[r] = dot(tile + r*k, x, k) for r < rows: tile is rows x k floats, row-major. */
 void o2s_tile_matvec(const float *tile, size_t rows, size_t k, const float *x, float *out);
 
+/* int8 tiles: each row of k weights is stored as ceil(k / O2S_Q8_GROUP) little-endian float32
+ * scales, then k int8 values; weight i of the row is q[i] * scale[i / O2S_Q8_GROUP]. */
+#define O2S_Q8_GROUP 32
+
+/* Bytes of one int8 tile row of k weights. */
+size_t o2s_q8_row_bytes(size_t k);
+
+/* out[r] = sum_i q_r[i] * scale_r[i / O2S_Q8_GROUP] * x[i] for r < rows, tile holding rows int8
+ * rows of k weights (o2s_q8_row_bytes(k) bytes each). The weights are never widened to a float32
+ * copy: each group of int8 values is converted in registers and multiplied with x. */
+void o2s_tile_matvec_q8(const unsigned char *tile, size_t rows, size_t k, const float *x, float *out);
+
 #ifdef __cplusplus
 }
 #endif

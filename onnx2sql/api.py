@@ -23,7 +23,7 @@ from onnx2sql.ops.context import describe_layout
 from onnx2sql.graph.values import Runtime
 from onnx2sql.graph.symbolic import as_shape
 from onnx2sql.runtime.fingerprint import CACHE_SUFFIX, cache_file, model_digests
-from onnx2sql.runtime.kernel_mode import resolve_kernels
+from onnx2sql.runtime.kernel_mode import resolve_weights
 from onnx2sql.runtime.session import META_TABLE, Session, connect, meta_exists, read_meta
 from onnx2sql.storage.folders import check_output_folder, recover_interrupted_replace, remove_stale_staging, \
     replace_dir, staging_dir
@@ -44,19 +44,21 @@ DUCKDB_MAGIC = b"DUCK"  # bytes 8 to 11 of every DuckDB database file
 
 
 def compile(model: str | Path | onnx.ModelProto, out_dir: str | Path, chunk_size: int | None = None,
-            progress: bool = False, region_size: int = DEFAULT_REGION_SIZE, kernels: str | None = None) -> Path:
+            progress: bool = False, region_size: int = DEFAULT_REGION_SIZE, kernels: str | None = None,
+            weights: str | None = None) -> Path:
     """Compile a model into out_dir/: model.duckdb (weights + program), program.sql, schema.sql.
 
     Nothing is written when the model cannot be compiled; an existing out_dir is replaced only
-    once the new one is complete. `kernels`: "auto" (the default), "native" or "sql"."""
+    once the new one is complete. `kernels`: "auto" (the default), "native" or "sql". `weights`:
+    "fp32" (the default) or "int8" (the native kernels' int8 tiles)."""
     chunk = _chunk(chunk_size)
-    mode = resolve_kernels(kernels)
+    mode, weight_format = resolve_weights(weights, kernels)
     out = Path(out_dir)
     check_output_folder(out, COMPILED_FILES)
     recover_interrupted_replace(out)
     remove_stale_staging(out)
     proto, data_files = load_valid_model(model)
-    program = lower_model(proto, chunk, region_size=region_size, kernels=mode)
+    program = lower_model(proto, chunk, region_size=region_size, kernels=mode, weights=weight_format)
     staging = staging_dir(out)
     try:
         con = connect_for_writing(staging / DB_FILE)
@@ -92,7 +94,7 @@ def connect_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
 
 def run(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray],
         chunk_size: int | None = None, region_size: int = DEFAULT_REGION_SIZE,
-        kernels: str | None = None) -> dict[str, np.ndarray]:
+        kernels: str | None = None, weights: str | None = None) -> dict[str, np.ndarray]:
     """Run a model on feeds in DuckDB; returns every graph output by name.
 
     `model` is an ONNX path or ModelProto (compiled into an in-memory database first) or a
@@ -110,7 +112,7 @@ def run(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray],
     proto, _ = load_valid_model(model)
     _check_feed_sizes(feeds, _fixed_axes(proto))  # before lowering: a refusal comes at once
     check_index_feeds(feeds, index_bounds(proto))
-    program, feeds = _lower_for_feeds(proto, chunk, feeds, region_size, resolve_kernels(kernels))
+    program, feeds = _lower_for_feeds(proto, chunk, feeds, region_size, *resolve_weights(weights, kernels))
     con = connect()
     try:
         _store_weights(con, program, progress=False)
@@ -234,12 +236,12 @@ SPECIALISE_LIMIT = 4096  # elements of an integer input that run() may bake into
 
 
 def _lower_for_feeds(proto: onnx.ModelProto, chunk: int, feeds: Mapping[str, np.ndarray],
-                     region_size: int = DEFAULT_REGION_SIZE, kernels: str = "sql"):
+                     region_size: int = DEFAULT_REGION_SIZE, kernels: str = "sql", weights: str = "fp32"):
     """Lower a model for one run. A graph that computes shapes, axes or counts from its inputs
     cannot be compiled once for all values; here the values are at hand, so the program is
     specialised to the small integer (or scalar) inputs and run on the rest."""
     try:
-        return lower_model(proto, chunk, region_size=region_size, kernels=kernels), feeds
+        return lower_model(proto, chunk, region_size=region_size, kernels=kernels, weights=weights), feeds
     except UnsupportedOpError as exc:
         if not all(p.data_dependent for p in exc.problems):
             raise
@@ -247,7 +249,7 @@ def _lower_for_feeds(proto: onnx.ModelProto, chunk: int, feeds: Mapping[str, np.
         if not constants:
             raise
         rest = {name: value for name, value in feeds.items() if name not in constants}
-        return lower_model(proto, chunk, constants, region_size, kernels=kernels), rest
+        return lower_model(proto, chunk, constants, region_size, kernels=kernels, weights=weights), rest
 
 
 def _shape_like(value: np.ndarray) -> bool:
@@ -357,8 +359,9 @@ def _schema_script(program: Program) -> str:
         if w.tile_rows:
             rows, width = w.array.shape
             tile = "BLOB" if w.blob else f"{sql_type(w.array.dtype)}[][]"
-            shown = f"BLOB of <={w.tile_rows}x{width} float32" if w.blob else \
-                f"{sql_type(w.array.dtype)}[<={w.tile_rows}][{width}]"
+            shown = {"f32": f"BLOB of <={w.tile_rows}x{width} float32",
+                     "q8": f"BLOB of <={w.tile_rows} rows of {width} int8 after a float32 scale per 32"}.get(
+                w.blob, f"{sql_type(w.array.dtype)}[<={w.tile_rows}][{width}]")
             lines.append(f"-- {w.table}: (c) -> {shown}, tiles {w.first_tile}.. of {w.tile_rows} rows; "
                          f"{comment_text(w.comment)}")
             lines.append(f"CREATE TABLE {quote_ident(w.table)} (c INTEGER, m {tile});")

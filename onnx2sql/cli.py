@@ -26,7 +26,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     from onnx2sql.api import compile as compile_model
 
     out = compile_model(args.model, args.output, chunk_size=args.chunk_size, progress=not args.quiet,
-                        region_size=args.region_size, kernels=args.kernels)
+                        region_size=args.region_size, kernels=args.kernels, weights=args.weights)
     print(out)
     return 0
 
@@ -36,7 +36,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     check_outputs_path(Path(args.output))  # before any work: a wrong name is a usage error
     feeds = load_feeds(Path(args.inputs))
-    outputs = run(args.model, feeds, chunk_size=args.chunk_size, kernels=args.kernels)
+    outputs = run(args.model, feeds, chunk_size=args.chunk_size, kernels=args.kernels, weights=args.weights)
     save_outputs(outputs, Path(args.output))
     for name, value in outputs.items():
         print(f"{name}: {value.dtype} {list(value.shape)}")
@@ -52,7 +52,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     stream = None if args.json else _write_now
     with Generator(args.model_dir, db=args.db, memory_limit=args.memory_limit, progress=not args.json,
-                   kernels=args.kernels) as gen:
+                   kernels=args.kernels, weights=args.weights) as gen:
         result = gen.generate(args.prompt, args.max_new_tokens, sampling, chat=args.chat, on_text=stream)
     if args.json:
         print(json.dumps(result.as_json(), ensure_ascii=False))
@@ -88,6 +88,12 @@ def _kernels_flag(p: argparse.ArgumentParser, note: str = "") -> None:
                         "SQL; auto (the default): native where it builds and loads")
 
 
+def _weights_flag(p: argparse.ArgumentParser, note: str = "") -> None:
+    p.add_argument("--weights", choices=["fp32", "int8"], default=None,
+                   help=f"{note}fp32 (the default): exact; int8: matrix weights stored as int8 with a float32 "
+                        "scale per 32 values (about a quarter of the bytes; needs the native kernels)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="onnx2sql",
@@ -114,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"ops run as one SQL statement at most (default {DEFAULT_REGION_SIZE}; 1: one statement per op)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _kernels_flag(p)
+    _weights_flag(p)
     p.set_defaults(func=_cmd_compile)
 
     p = sub.add_parser("check", help="list the model's ops and input types onnx2sql supports and those it does not")
@@ -126,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help=".npz file to write the graph outputs to")
     p.add_argument("--chunk-size", type=int, default=None, help="chunk size when compiling a .onnx")
     _kernels_flag(p, "when compiling a .onnx; ")
+    _weights_flag(p, "when compiling a .onnx; ")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("generate", help="generate text with every multiply done in DuckDB")
@@ -141,12 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=None, help="compiled database (default MODEL_DIR/sql/model.duckdb)")
     p.add_argument("--json", action="store_true", help="print one JSON line instead of streaming text")
     _kernels_flag(p, "default: the compiled database's, or auto when compiling; ")
+    _weights_flag(p, "default: the compiled database's, or fp32 when compiling; ")
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("bench", help="benchmark DuckDB against onnxruntime (and llama.cpp) on the same weights")
     p.add_argument("model_dir", help="an exported model folder")
     p.add_argument("--engines", default="duckdb,duckdb-sql,onnxruntime,llama.cpp",
-                   help="comma-separated engines to run (duckdb: native kernels; duckdb-sql: pure SQL)")
+                   help="comma-separated engines to run (duckdb: native kernels; duckdb-sql: pure SQL; duckdb-int8: "
+                        "int8 weight tiles; onnxruntime; llama.cpp: F32; llama.cpp-q8_0: llama.cpp's Q8_0)")
     p.add_argument("--prompt-lens", default="16,128", help="comma-separated prompt lengths in tokens")
     p.add_argument("--new-tokens", type=int, default=32, help="tokens generated per run")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per engine and prompt length")

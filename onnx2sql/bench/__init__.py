@@ -34,7 +34,8 @@ def bench_command(args: argparse.Namespace) -> int:
     print(format_table(result))
     if mismatches(result):
         # Repeated where it cannot be missed, after all the progress output.
-        print("\n".join(line for line in format_agreement(result["agreement"]) if "MISMATCH" in line), file=sys.stderr)
+        print("\n".join(line for line in format_agreement(result["agreement"], result["engines"]) if "MISMATCH" in line),
+              file=sys.stderr)
     return 0
 
 

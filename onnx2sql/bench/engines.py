@@ -19,7 +19,8 @@ OnToken = Callable[[int], None]
 class EngineOptions:
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     duckdb_memory_limit: str | None = None
-    gguf: str | None = None  # the llama.cpp weights, prepared by the runner
+    gguf: str | None = None  # the llama.cpp weights (F32), prepared by the runner
+    gguf_q8_0: str | None = None  # the same weights quantized by llama.cpp to Q8_0
     context: int = 4096  # llama.cpp's KV cache is allocated for this many positions up front
     eos_ids: list[int] = field(default_factory=list)
     kernels: str | None = None  # the `duckdb` engine's mode (None: auto); `duckdb-sql` is always pure SQL
@@ -38,6 +39,8 @@ class Run:
 
 class Engine(ABC):
     name: ClassVar[str]
+    # The weights' precision: tokens are compared with onnxruntime's where it is the same (fp32).
+    precision: ClassVar[str] = "fp32"
 
     def __init__(self, model_dir: Path, options: EngineOptions):
         self.model_dir = model_dir
@@ -71,6 +74,9 @@ class DuckDBEngine(Engine):
     def kernels(self) -> str | None:
         return self.options.kernels
 
+    def weights(self) -> str | None:
+        return None  # the database's own; fp32 when compiling
+
     def database(self) -> Path:
         from onnx2sql.runtime.generate import default_db
 
@@ -81,11 +87,11 @@ class DuckDBEngine(Engine):
 
         kind = "load" if self.database().exists() else "compile"
         self.generator = Generator(self.model_dir, db=self.database(), memory_limit=self.options.duckdb_memory_limit,
-                                   progress=True, kernels=self.kernels())
+                                   progress=True, kernels=self.kernels(), weights=self.weights())
         return kind
 
     def describe(self) -> dict[str, Any]:
-        return {"kernels": self.generator.program.kernels}
+        return {"kernels": self.generator.program.kernels, "weights": self.generator.program.weight_format}
 
     def generate(self, prompt_ids: list[int], new_tokens: int, on_token: OnToken) -> Run:
         count = iter(range(1, new_tokens + 1))
@@ -110,6 +116,23 @@ class DuckDBSqlEngine(DuckDBEngine):
 
     def database(self) -> Path:
         return self.model_dir / "bench" / "duckdb-sql.duckdb"
+
+
+class DuckDBInt8Engine(DuckDBEngine):
+    """onnx2sql in DuckDB with int8 weight tiles multiplied by the native kernels, from a database
+    of its own beside the benchmark's results."""
+
+    name = "duckdb-int8"
+    precision = "int8"
+
+    def kernels(self) -> str | None:
+        return "native"
+
+    def weights(self) -> str | None:
+        return "int8"
+
+    def database(self) -> Path:
+        return self.model_dir / "bench" / "duckdb-int8.duckdb"
 
 
 class StepEngine(Engine):
@@ -180,13 +203,16 @@ class LlamaCppEngine(StepEngine):
     """llama.cpp (llama-cpp-python) on a GGUF holding the same weights as F32."""
     name = "llama.cpp"
 
+    def gguf(self) -> str | None:
+        return self.options.gguf
+
     def setup(self) -> str:
         from llama_cpp import Llama
 
-        if not self.options.gguf:
-            raise RuntimeError("no GGUF file was prepared for llama.cpp")
+        if not self.gguf():
+            raise RuntimeError(f"no GGUF file was prepared for {self.name}")
         threads = self.options.threads
-        self.llm = Llama(model_path=self.options.gguf, n_ctx=self.options.context, n_batch=512, n_threads=threads,
+        self.llm = Llama(model_path=self.gguf(), n_ctx=self.options.context, n_batch=512, n_threads=threads,
                          n_threads_batch=threads, verbose=False)
         return "load"
 
@@ -199,11 +225,21 @@ class LlamaCppEngine(StepEngine):
         return np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),)).copy()
 
     def disk_files(self) -> list[Path]:
-        return [Path(self.options.gguf or "")]
+        return [Path(self.gguf() or "")]
 
     def close(self) -> None:
         self.llm.close()
 
 
-ENGINES: dict[str, type[Engine]] = {e.name: e for e in (DuckDBEngine, DuckDBSqlEngine, OnnxRuntimeEngine,
-                                                        LlamaCppEngine)}
+class LlamaCppQ8Engine(LlamaCppEngine):
+    """llama.cpp on the same weights quantized to Q8_0 by llama.cpp itself: int8 blocks of 32 with
+    a float16 scale, activations quantized to int8 in the products (the like-for-like of int8 tiles)."""
+    name = "llama.cpp-q8_0"
+    precision = "int8"
+
+    def gguf(self) -> str | None:
+        return self.options.gguf_q8_0
+
+
+ENGINES: dict[str, type[Engine]] = {e.name: e for e in (DuckDBEngine, DuckDBSqlEngine, DuckDBInt8Engine,
+                                                        OnnxRuntimeEngine, LlamaCppEngine, LlamaCppQ8Engine)}

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 
 F32_GGUF = Path("gguf") / "model-f32.gguf"
+Q8_0_GGUF = Path("gguf") / "model-q8_0.gguf"
 
 
 class GgufUnavailable(Exception):
@@ -30,7 +31,6 @@ def f32_gguf(model_dir: Path) -> Path:
     source = _source_gguf(model_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_suffix(".partial")
-    source = _source_gguf(model_dir)
     print(f"[bench] writing {out} (F32) from {source or model_dir / 'model.onnx'}", file=sys.stderr)
     if source is not None:
         write_f32_copy(source, partial)
@@ -38,6 +38,33 @@ def f32_gguf(model_dir: Path) -> Path:
         write_gguf_from_onnx(model_dir, partial)
     partial.rename(out)
     return out
+
+
+def q8_0_gguf(model_dir: Path) -> Path:
+    """MODEL_DIR/gguf/model-q8_0.gguf: the F32 GGUF quantized by llama.cpp's own quantizer (what a
+    llama.cpp user runs as Q8_0), written on first use."""
+    out = model_dir / Q8_0_GGUF
+    if out.exists():
+        return out
+    source = f32_gguf(model_dir)
+    partial = out.with_suffix(".partial")
+    print(f"[bench] writing {out} (Q8_0, llama.cpp's quantizer) from {source}", file=sys.stderr)
+    _llama_quantize(source, partial, "LLAMA_FTYPE_MOSTLY_Q8_0")
+    partial.rename(out)
+    return out
+
+
+def _llama_quantize(source: Path, dest: Path, file_type: str) -> None:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise GgufUnavailable("llama-cpp-python is not installed (pip install 'onnx2sql[bench]')") from exc
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, file_type)
+    status = llama_cpp.llama_model_quantize(str(source).encode(), str(dest).encode(), params)
+    if status != 0:
+        dest.unlink(missing_ok=True)
+        raise GgufUnavailable(f"llama.cpp could not quantize {source} to {file_type} (status {status})")
 
 
 def _source_gguf(model_dir: Path) -> Path | None:

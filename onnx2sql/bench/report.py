@@ -79,7 +79,7 @@ def format_table(result: dict[str, Any]) -> str:
     text += ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
              for row in lines]
     text += [f"{name}: not run ({f['reason']})" for name, f in result["engines"].items() if not f.get("available")]
-    text += format_agreement(result["agreement"])
+    text += format_agreement(result["agreement"], result["engines"])
     if result.get("memory_capped"):
         text += format_capped(result["memory_capped"])
     text += format_targets(result.get("targets", {}))
@@ -104,12 +104,16 @@ def _title(result: dict[str, Any]) -> str:
             f"{format_bytes(result['weights']['per_token_bytes'])} of weights read per token")
 
 
-def format_agreement(agreement: dict[str, Any]) -> list[str]:
+def format_agreement(agreement: dict[str, Any], engines: dict[str, Any]) -> list[str]:
+    """Engines of onnxruntime's precision must agree with it; an int8 engine's agreement is reported."""
     lines = []
     for pair, by_len in agreement.items():
         parts = [f"prompt {n}: {c['matching_prefix']}/{c['compared']} tokens" for n, c in by_len.items()]
+        precision = engines.get(pair.split(" vs ")[0], {}).get("precision", "fp32")
         if all(c["all_agree"] for c in by_len.values()):
             lines.append(f"greedy tokens, {pair}: agree ({'; '.join(parts)})")
+        elif precision != "fp32":
+            lines.append(f"greedy tokens, {pair} ({precision} weights against fp32): {'; '.join(parts)} agree")
         else:
             lines.append(f"!!! MISMATCH: greedy tokens, {pair}, differ ({'; '.join(parts)} agree) !!!")
     return lines
@@ -128,12 +132,16 @@ def format_capped(capped: dict[str, Any]) -> list[str]:
         return lines + [f"  the cap cannot be enforced here: {capped['reason']}"]
     for name, f in capped["engines"].items():
         if f["finished"]:
-            lines.append(f"  {name}: finished, time to first token {_seconds(f['ttft_s'])}, decode "
-                         f"{_number(f['decode_tokens_per_s'])} tokens/s, peak resident "
-                         f"{format_bytes(f.get('peak_rss_bytes'))}, "
-                         f"cgroup peak {format_bytes(f.get('cgroup_peak_bytes'))}")
+            agreement = f.get("agreement")
+            tokens = (f", {agreement['matching_prefix']}/{agreement['compared']} tokens as onnxruntime's"
+                      if agreement else "")
+            lines.append(f"  {name} ({f.get('precision', 'fp32')}): finished, time to first token "
+                         f"{_seconds(f['ttft_s'])}, decode {_number(f['decode_tokens_per_s'])} tokens/s, peak "
+                         f"resident {format_bytes(f.get('peak_rss_bytes'))}, "
+                         f"cgroup peak {format_bytes(f.get('cgroup_peak_bytes'))}{tokens}")
         else:
             lines.append(f"  {name}: did not finish: {f.get('reason')}")
+    lines += [f"  decode {pair} under the cap: {_number(ratio)}x" for pair, ratio in capped.get("decode_ratios", {}).items()]
     return lines
 
 

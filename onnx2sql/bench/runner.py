@@ -127,8 +127,10 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     weights = weight_bytes(config.model_dir)
     options, unavailable = engine_options(config, sorted(folder.eos_ids))
     engines = {name: {"available": False, "reason": reason} for name, reason in unavailable.items()}
-    engines.update(interleaved_runs(config, options, prompts))
-    for figures in engines.values():
+    names = runnable(config.engines, unavailable)
+    engines.update(interleaved_runs(config, names, options, prompts))
+    for name, figures in engines.items():
+        figures["precision"] = ENGINES[name].precision
         add_bandwidth_fraction(figures, weights["per_token_bytes"], bandwidth["limit_bytes_per_s"])
         add_multiply_add_rate(figures, weights["per_token_elements"])
     result = {
@@ -142,7 +144,8 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "engines": engines,
         "ratios": {**ratios(engines, "duckdb", REFERENCE), **ratios(engines, "duckdb-sql", REFERENCE)},
         "agreement": agreement(engines, config.prompt_lens),
-        "memory_capped": capped_runs(config, options, prompts, weights) if config.memory_cap_bytes else None,
+        "memory_capped": capped_runs(config, names, options, prompts, weights, engines.get(REFERENCE, {}))
+        if config.memory_cap_bytes else None,
     }
     result["targets"] = speed_targets(result)
     result["machine"]["load_average_after"] = list(os.getloadavg())
@@ -196,7 +199,43 @@ def speed_targets(result: dict[str, Any]) -> dict[str, Any]:
         fastest = "duckdb" in finished and all((finished["duckdb"] or 0) > (v or 0) for v in others)
     targets["capped_fastest"] = {"want": "duckdb finishes with the highest decode tokens/s",
                                  "value": finished if "duckdb" in capped else None, "met": fastest}
+    targets.update(capped_targets(capped, Path(result.get("model_dir", "")).name))
     return targets
+
+
+# Under the cap, duckdb-int8 decodes at least this many times faster than llama.cpp F32 (by model).
+CAPPED_INT8_SPEEDUP = {"llama3.2-1b-shape": 3.0}
+
+
+def capped_targets(capped: dict[str, Any], model: str) -> dict[str, Any]:
+    """Both DuckDB weight formats finish under the cap; on the models of CAPPED_INT8_SPEEDUP, int8
+    decodes that much faster than llama.cpp F32 and finishes where onnxruntime does not."""
+    def finished(name: str) -> bool | None:
+        return capped[name].get("finished", False) if name in capped else None
+
+    targets = {f"capped {name} finishes": {"want": "finishes under the cap", "value": finished(name),
+                                           "met": finished(name)} for name in ("duckdb", "duckdb-int8")}
+    speedup = CAPPED_INT8_SPEEDUP.get(model)
+    if speedup is None:
+        return targets
+    int8, f32 = (capped.get(n, {}).get("decode_tokens_per_s") if finished(n) else None
+                 for n in ("duckdb-int8", "llama.cpp"))
+    ratio = int8 / f32 if int8 is not None and f32 else None
+    targets["capped duckdb-int8/llama.cpp decode"] = {"want": f">= {speedup}", "value": ratio,
+                                                      "met": None if ratio is None else ratio >= speedup}
+    ort = finished("onnxruntime")
+    beats = None if finished("duckdb-int8") is None or ort is None else bool(finished("duckdb-int8")) and not ort
+    targets["capped duckdb-int8 finishes where onnxruntime does not"] = {
+        "want": "duckdb-int8 finishes, onnxruntime does not", "value": {"duckdb-int8": finished("duckdb-int8"),
+                                                                        "onnxruntime": ort}, "met": beats}
+    return targets
+
+
+def capped_ratios(capped: dict[str, Any]) -> dict[str, float]:
+    """Decode tokens/s of each DuckDB engine over each llama.cpp engine's, both under the cap."""
+    speed = {n: e.get("decode_tokens_per_s") for n, e in capped.items() if e.get("finished")}
+    return {f"{a}/{b}": speed[a] / speed[b] for a in ("duckdb", "duckdb-int8") for b in ("llama.cpp", "llama.cpp-q8_0")
+            if speed.get(a) and speed.get(b)}
 
 
 def make_prompts(folder: Any, lengths: list[int], new_tokens: int) -> dict[int, list[int]]:
@@ -233,6 +272,15 @@ def weight_bytes(model_dir: Path) -> dict[str, int]:
     return {"total_bytes": total, "per_token_bytes": per_token, "per_token_elements": per_token_elements}
 
 
+# llama.cpp engines, the EngineOptions field naming their GGUF, and the gguf_weights function that
+# writes it.
+GGUF_ENGINES = (("llama.cpp", "gguf", "f32_gguf"), ("llama.cpp-q8_0", "gguf_q8_0", "q8_0_gguf"))
+
+
+def runnable(names: list[str], unavailable: dict[str, str]) -> list[str]:
+    return [n for n in names if n in ENGINES and n not in unavailable]
+
+
 def engine_options(config: BenchConfig, eos_ids: list[int]) -> tuple[EngineOptions, dict[str, str]]:
     """Options shared by the engines' processes, and the engines that cannot run here, with why."""
     import importlib.util
@@ -240,16 +288,18 @@ def engine_options(config: BenchConfig, eos_ids: list[int]) -> tuple[EngineOptio
     options = EngineOptions(eos_ids=eos_ids, context=max(config.prompt_lens) + config.new_tokens,
                             kernels=config.kernels)
     unavailable: dict[str, str] = {}
-    if "llama.cpp" in config.engines:
+    for name, field_name, prepare in GGUF_ENGINES:
+        if name not in config.engines:
+            continue
         if importlib.util.find_spec("llama_cpp") is None:
-            unavailable["llama.cpp"] = "llama-cpp-python is not installed (pip install 'onnx2sql[bench]')"
-        else:
-            from onnx2sql.bench.gguf_weights import GgufUnavailable, f32_gguf
+            unavailable[name] = "llama-cpp-python is not installed (pip install 'onnx2sql[bench]')"
+            continue
+        from onnx2sql.bench import gguf_weights
 
-            try:
-                options.gguf = str(f32_gguf(config.model_dir))
-            except GgufUnavailable as exc:
-                unavailable["llama.cpp"] = str(exc)
+        try:
+            setattr(options, field_name, str(getattr(gguf_weights, prepare)(config.model_dir)))
+        except gguf_weights.GgufUnavailable as exc:
+            unavailable[name] = str(exc)
     for name, reason in unavailable.items():
         log(f"{name} is left out: {reason}")
     return options, unavailable
@@ -278,9 +328,8 @@ def start_engines(names: list[str], config: BenchConfig, options: EngineOptions)
     return running, figures
 
 
-def interleaved_runs(config: BenchConfig, options: EngineOptions,
+def interleaved_runs(config: BenchConfig, names: list[str], options: EngineOptions,
                      prompts: dict[int, list[int]]) -> dict[str, dict[str, Any]]:
-    names = [n for n in config.engines if n in ENGINES and (n != "llama.cpp" or options.gguf)]
     running, figures = start_engines(names, config, options)
     try:
         if config.warmup:
@@ -426,9 +475,10 @@ def compare_tokens(got: list[int], want: list[int]) -> dict[str, Any]:
             "all_agree": got == want, "matching_prefix": common, "compared": min(len(got), len(want))}
 
 
-def capped_runs(config: BenchConfig, options: EngineOptions, prompts: dict[int, list[int]],
-                weights: dict[str, int]) -> dict[str, Any]:
-    """Each engine alone in a fresh process under a hard cgroup memory limit, on the shortest prompt."""
+def capped_runs(config: BenchConfig, names: list[str], options: EngineOptions, prompts: dict[int, list[int]],
+                weights: dict[str, int], reference: dict[str, Any]) -> dict[str, Any]:
+    """Each engine alone in a fresh process under a hard cgroup memory limit, on the shortest prompt;
+    its tokens compared with the uncapped onnxruntime run's on that prompt (`reference`)."""
     cap_bytes = config.memory_cap_bytes or 0
     length = min(prompts)
     out: dict[str, Any] = {"cap_bytes": cap_bytes, "weight_bytes": weights["total_bytes"], "prompt_len": length,
@@ -438,7 +488,8 @@ def capped_runs(config: BenchConfig, options: EngineOptions, prompts: dict[int, 
     limit = duckdb_limit_under(cap_bytes, config)
     capped_options = EngineOptions(**{**options.as_json(), "duckdb_memory_limit": limit})
     out["duckdb_memory_limit"] = capped_options.duckdb_memory_limit
-    for name in [n for n in config.engines if n in ENGINES and (n != "llama.cpp" or options.gguf)]:
+    want = (reference.get("tokens") or {}).get(str(length))
+    for name in names:
         try:
             cap = CgroupCap.create(f"onnx2sql-bench-{os.getpid()}-{name.replace('.', '')}", cap_bytes)
         except CapUnavailable as exc:
@@ -448,6 +499,12 @@ def capped_runs(config: BenchConfig, options: EngineOptions, prompts: dict[int, 
             out["engines"][name] = capped_run(name, cap, config, capped_options, prompts[length])
         finally:
             cap.remove()
+        figures = out["engines"][name]
+        figures["precision"] = ENGINES[name].precision
+        if figures.get("tokens") and want:
+            # fp32 engines must give onnxruntime's tokens; an int8 engine's agreement is reported.
+            figures["agreement"] = compare_tokens(figures["tokens"], want)
+    out["decode_ratios"] = capped_ratios(out["engines"])
     return out
 
 

@@ -44,6 +44,8 @@ class Program:
     regions: list[Region] = field(default_factory=list)
     # "native": float32 products call the native kernels, which must be loaded to run it; "sql": pure SQL.
     kernels: str = "sql"
+    # "fp32", or "int8": the known matrices the native kernels multiply are int8 tiles.
+    weight_format: str = "fp32"
     # Tables no longer needed after region k: dropped to free memory.
     drops: list[list[str]] = field(default_factory=list)
     weights: list[WeightTable] = field(default_factory=list)
@@ -79,6 +81,9 @@ class Program:
                  f"-- Kernels: {self.kernels} ("
                  + ("float32 products call onnx2sql_tile_matvec and onnx2sql_dot" if self.kernels == "native"
                     else "pure SQL") + ").",
+                 f"-- Weights: {self.weight_format}"
+                 + (" (matrix products read int8 tiles with a float32 scale per 32 values through "
+                    "onnx2sql_tile_matvec_q8)." if self.weight_format == "int8" else "."),
                  "-- Symbols are DuckDB variables set before each run:"]
         lines += [f"--   {s.symbol} = {comment_text(s.input)} axis {s.axis} ({comment_text(s.label)})"
                   for s in self.symbols]
@@ -100,6 +105,7 @@ class Program:
             "outputs": [asdict(t) for t in self.outputs],
             "symbols": [asdict(s) for s in self.symbols],
             "kernels": self.kernels,
+            "weight_format": self.weight_format,
             "statements": [asdict(s) for s in self.statements],
             "regions": [r.members for r in self.regions],
             "drops": self.drops,
@@ -116,6 +122,7 @@ class Program:
             statements=[Statement(**{**s, "reads": tuple(s["reads"])}) for s in data["statements"]],
             regions=[Region(members) for members in data["regions"]],
             kernels=data["kernels"],
+            weight_format=data.get("weight_format", "fp32"),
             drops=data["drops"],
         )
 

@@ -25,16 +25,19 @@ DEFAULT_CHUNK = 64
 def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK,
                 constants: Mapping[str, np.ndarray] | None = None,
                 region_size: int = DEFAULT_REGION_SIZE, append_in_place: bool = True,
-                kernels: str = "sql") -> Program:
+                kernels: str = "sql", weights: str = "fp32") -> Program:
     """Lower a whole model, or raise UnsupportedOpError naming every node that cannot be lowered.
 
     `constants` fixes the values of some graph inputs: the program is specialised to them.
     `region_size` bounds the statements run as one database statement (onnx2sql/emit/regions.py).
     `append_in_place` lets a Concat of a graph input with new rows, itself a graph output (a KV
     cache), append to the input's table instead of copying it (onnx2sql/ops/shape.py).
-    `kernels` is "native" (float32 products call the native kernels) or "sql"."""
+    `kernels` is "native" (float32 products call the native kernels) or "sql". `weights` "int8"
+    stores the known matrices of those products as int8 tiles (native kernels only)."""
     if kernels not in ("native", "sql"):
         raise ModelError(f"kernels must be 'native' or 'sql', got {kernels!r}")
+    if weights not in ("fp32", "int8") or (weights == "int8" and kernels != "native"):
+        raise ModelError(f"weights must be 'fp32', or 'int8' with native kernels; got {weights!r} with {kernels!r}")
     if chunk < 1:
         raise ModelError(f"chunk size must be at least 1, got {chunk}")
     if region_size < 1:
@@ -46,7 +49,7 @@ def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK,
         raise UnsupportedOpError(problems)
     ctx = LowerContext(chunk=chunk, graph_outputs=frozenset(out.name for out in graph.output),
                        sole_readers=_sole_readers(graph), append_in_place=append_in_place,
-                       native=kernels == "native")
+                       native=kernels == "native", weight_format=weights)
     values: dict[str, Value] = {}
     for init in graph.initializer:
         arr = initializer_array(init)
@@ -83,7 +86,8 @@ def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK,
     keep = {spec.table for spec in inputs + outputs_spec}
     fuse_elementwise(ctx, keep)
     drop_unread(ctx, keep)
-    program = Program(chunk, inputs, outputs_spec, symbols, ctx.statements, weights=ctx.weights, kernels=kernels)
+    program = Program(chunk, inputs, outputs_spec, symbols, ctx.statements, weights=ctx.weights, kernels=kernels,
+                      weight_format=weights)
     return program.finish(region_size)
 
 

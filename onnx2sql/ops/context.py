@@ -61,8 +61,13 @@ class WeightTable:
     # tiles numbered from `first_tile` (0: the ordinary chunked layout).
     tile_rows: int = 0
     first_tile: int = 0
-    # Tiles stored as BLOBs of little-endian float32 rows, the form the native kernels multiply.
-    blob: bool = False
+    # Tiles stored as BLOBs, the form the native kernels multiply: "f32" (little-endian float32
+    # rows) or "q8" (int8 rows with group scales, storage/quantize.py); "": lists of lists.
+    blob: str = ""
+
+
+# The native kernel that multiplies a row of A with a tile of each BLOB form.
+TILE_KERNELS = {"f32": "onnx2sql_tile_matvec", "q8": "onnx2sql_tile_matvec_q8"}
 
 
 class NodeView:
@@ -140,6 +145,9 @@ class LowerContext:
     append_in_place: bool = True
     # Products of float32 tensors call the native kernels (onnx2sql_tile_matvec, onnx2sql_dot).
     native: bool = False
+    # "fp32", or "int8": known matrices whose products the native kernels run are stored as int8
+    # tiles (a float32 scale per 32 values).
+    weight_format: str = "fp32"
     statements: list[Statement] = field(default_factory=list)
     weights: list[WeightTable] = field(default_factory=list)
     node_label: str = ""
@@ -200,8 +208,8 @@ class LowerContext:
             arr = value.array.astype(value.dtype)
             arr = arr.T if transpose else arr
             note = "tiles of whole rows" + (" of the transpose" if transpose else "")
-            blob = self.native_for(value.dtype)
-            note += " (float32 BLOBs)" if blob else ""
+            blob = self.tile_blob(value.dtype)
+            note += {"f32": " (float32 BLOBs)", "q8": " (int8 BLOBs, a float32 scale per 32 values)"}.get(blob, "")
             parts = []
             for first, end in zip(tile_bounds[:-1], tile_bounds[1:]):
                 rows = np.ascontiguousarray(arr[first * self.chunk:end * self.chunk])
@@ -214,8 +222,15 @@ class LowerContext:
         """Whether products of this element type call the native kernels (float32 only)."""
         return self.native and np.dtype(dtype) == np.float32
 
+    def tile_blob(self, dtype: np.dtype) -> str:
+        """The BLOB form of a known matrix's tiles (see WeightTable.blob): int8 when asked for and
+        the kernels run its products, float32 when only the kernels do, "" in pure SQL."""
+        if not self.native_for(dtype):
+            return ""
+        return "q8" if self.weight_format == "int8" else "f32"
+
     def add_weight(self, array: np.ndarray, note: str, tile_rows: int = 0, first_tile: int = 0,
-                   blob: bool = False) -> Runtime:
+                   blob: str = "") -> Runtime:
         table = self._new_name("w")
         out = Runtime(table, array.dtype, as_shape(array.shape))
         self.weights.append(WeightTable(table, array, f"{note}; used by {self.node_label}", self.chunk,

@@ -21,7 +21,7 @@ from onnx2sql.errors import ShapeError
 from onnx2sql.graph.symbolic import Dim, Shape, is_one, static_value
 from onnx2sql.graph.values import Known, Runtime, Value, shape_of
 from onnx2sql.ops.broadcast import broadcast_shapes
-from onnx2sql.ops.context import LowerContext, NodeView, TableRef
+from onnx2sql.ops.context import TILE_KERNELS, LowerContext, NodeView, TableRef
 from onnx2sql.ops.elementwise import emit_elementwise
 from onnx2sql.ops.reduce import foldable, input_value
 from onnx2sql.ops.registry import register
@@ -102,7 +102,7 @@ def _product_with_weight_tiles(ctx: LowerContext, a_ref: TableRef, bt: Operand, 
     parts = [ctx.table_ref(t) for t in ctx.weight_tiles(bt.value, transpose=bt.swap, tile_bounds=bounds)]
     return ctx.emit(
         "matmul/tiles_product.sql.j2", dtype, out_shape,
-        a=a_ref, a_whole=k <= ctx.chunk, parts=parts, native=ctx.native_for(dtype),
+        a=a_ref, a_whole=k <= ctx.chunk, parts=parts, kernel=TILE_KERNELS.get(ctx.tile_blob(dtype)),
         rows_from=OUTPUT_ROWS_FROM if graph_output and a_ref.lead >= 1 else None,
     )
 

@@ -22,7 +22,7 @@ from onnx2sql.errors import InputError, UsageError
 from onnx2sql.graph.symbolic import evaluate
 from onnx2sql.ops.context import LowerContext
 from onnx2sql.ops.matmul import OUTPUT_ROWS_FROM
-from onnx2sql.runtime.kernel_mode import requested_mode, resolve_kernels
+from onnx2sql.runtime.kernel_mode import requested_mode, resolve_kernels, resolve_weights
 from onnx2sql.runtime.session import CountingConnection, Session
 from onnx2sql.runtime.text import ModelFolder
 from onnx2sql.sizes import parse_size
@@ -82,18 +82,23 @@ class Generator:
     """A model folder plus its compiled database, ready to generate."""
 
     def __init__(self, model_dir: str | Path, db: str | Path | None = None, memory_limit: str | None = None,
-                 progress: bool = True, kernels: str | None = None):
+                 progress: bool = True, kernels: str | None = None, weights: str | None = None):
         """`kernels` ("auto", "native", "sql"; None: $ONNX2SQL_KERNELS if set, else whatever the
-        database was compiled with, or auto when compiling) is the mode of the compiled program;
-        the model folder's own database is compiled again in another mode when one is asked for,
-        a --db of another mode is refused."""
+        database was compiled with, or auto when compiling) is the mode of the compiled program,
+        `weights` ("fp32", "int8"; None: the database's, or fp32 when compiling) its weight format;
+        the model folder's own database is compiled again in another mode or format when one is
+        asked for, a --db of another one is refused."""
         self.folder = ModelFolder.open(model_dir)
         self.model = self.folder.path / "model.onnx"
         self.db_path = Path(db) if db else default_db(self.folder.path)
         # The model folder's own database is onnx2sql's to replace; a --db the user named is not.
         self.own_db = self.db_path.resolve() == default_db(self.folder.path).resolve()
         requested = requested_mode(kernels)
-        self.kernels = resolve_kernels(requested) if requested is not None else None
+        self.weights = weights
+        if weights is not None:
+            self.kernels: str | None = resolve_weights(weights, requested)[0]
+        else:
+            self.kernels = resolve_kernels(requested) if requested is not None else None
         config: dict[str, str] = {}
         # DuckDB takes a byte count; checked here so a typo names the flag.
         limit_bytes = parse_size(memory_limit, "--memory-limit") if memory_limit else None
@@ -127,7 +132,8 @@ class Generator:
         if self.own_db and self.db_path.exists() and written_by_older_version(self.db_path):
             self.db_path.unlink()  # the model folder's own database: compiled again below
         if not self.db_path.exists():
-            compile_database(self.model, self.db_path, progress, own_folder=self.own_db, kernels=self.kernels)
+            compile_database(self.model, self.db_path, progress, own_folder=self.own_db, kernels=self.kernels,
+                             weights=self.weights)
 
     def _open_database(self, config: dict[str, str], progress: bool):
         """The database and its program; the model folder's own database is compiled again when
@@ -140,16 +146,21 @@ class Generator:
             con.close()
             raise
         same_mode = self.kernels is None or program.kernels == self.kernels
-        if current and same_mode:
+        same_weights = self.weights is None or program.weight_format == self.weights
+        if current and same_mode and same_weights:
             return con, program
         con.close()
         if not self.own_db and not current:
             raise InputError(f"database {str(self.db_path)!r} was compiled from another model than "
                              f"{str(self.model)!r}; compile again or pass another --db")
-        if not self.own_db:
+        if not self.own_db and not same_mode:
             raise InputError(f"{str(self.db_path)!r} was compiled with --kernels {program.kernels}, not "
                              f"{self.kernels}: name another --db or leave --kernels out")
-        compile_database(self.model, self.db_path, progress, own_folder=True, kernels=self.kernels)
+        if not self.own_db:
+            raise InputError(f"{str(self.db_path)!r} was compiled with --weights {program.weight_format}, not "
+                             f"{self.weights}: name another --db or leave --weights out")
+        compile_database(self.model, self.db_path, progress, own_folder=True, kernels=self.kernels,
+                         weights=self.weights)
         return open_compiled_db(self.db_path, config)
 
     def _prepare_program(self) -> None:
@@ -318,10 +329,10 @@ def _present_to_past(program: Program) -> dict[str, str]:
 
 
 def compile_database(model: Path, db_path: Path, progress: bool, own_folder: bool,
-                     kernels: str | None = None) -> None:
+                     kernels: str | None = None, weights: str | None = None) -> None:
     """Compile into the model's sql/ folder, or next to a user's --db path and move it into place."""
     if own_folder:
-        compile_model(model, db_path.parent, progress=progress, kernels=kernels)
+        compile_model(model, db_path.parent, progress=progress, kernels=kernels, weights=weights)
         return
     if db_path.parent.exists() and not db_path.parent.is_dir():
         raise InputError(f"cannot write the database --db {str(db_path)!r}: {str(db_path.parent)!r} is a file, "
@@ -332,7 +343,7 @@ def compile_database(model: Path, db_path: Path, progress: bool, own_folder: boo
         raise InputError(f"cannot write the database --db {str(db_path)!r}: {exc.strerror} "
                          f"({exc.filename})") from exc
     try:
-        compile_model(model, staging / "out", progress=progress, kernels=kernels)
+        compile_model(model, staging / "out", progress=progress, kernels=kernels, weights=weights)
         (staging / "out" / "program.sql").rename(db_path.with_suffix(".program.sql"))
         (staging / "out" / DB_FILE).rename(db_path)
     finally:

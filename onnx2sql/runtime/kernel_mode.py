@@ -7,9 +7,12 @@ import os
 import sys
 from functools import lru_cache
 
-from onnx2sql.errors import InputError, Onnx2SqlError
+from onnx2sql.errors import InputError, Onnx2SqlError, UsageError
 
 KERNEL_MODES = ("auto", "native", "sql")
+# How known matrices are stored: "fp32" (exact, the default) or "int8" (a float32 scale per 32
+# values; the native kernels multiply the int8 tiles directly, so it needs them).
+WEIGHT_FORMATS = ("fp32", "int8")
 # Sets the default of --kernels (and of the Python API's kernels=): the test suite runs once per mode.
 KERNELS_ENV = "ONNX2SQL_KERNELS"
 
@@ -40,6 +43,22 @@ def resolve_kernels(mode: str | None) -> str:
                                  "compiler is needed), or use --kernels sql")
     print(f"onnx2sql: native kernels unavailable ({reason}); running pure SQL", file=sys.stderr)
     return "sql"
+
+
+def resolve_weights(weights: str | None, kernels: str | None) -> tuple[str, str]:
+    """(kernel mode, weight format) for a requested weight format (None: fp32) and kernel mode.
+    int8 weights need the native kernels: asking for them with --kernels sql is refused, and
+    `auto` must then find the kernels (no silent fall back to pure SQL)."""
+    weights = weights or "fp32"
+    if weights not in WEIGHT_FORMATS:
+        raise InputError(f"--weights must be one of {', '.join(WEIGHT_FORMATS)}, got {weights!r}")
+    if weights == "fp32":
+        return resolve_kernels(kernels), weights
+    mode = kernels or default_mode()
+    if mode == "sql":
+        raise UsageError("--weights int8 needs the native kernels, which multiply the int8 tiles; it cannot run "
+                         "with --kernels sql (pure SQL stores fp32 weights)")
+    return resolve_kernels("native" if mode == "auto" else mode), weights
 
 
 @lru_cache(maxsize=1)

@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from onnx2sql.emit.sql import quote_ident, sql_type
 from onnx2sql.errors import ShapeError
+from onnx2sql.storage.quantize import encode_rows
 
 if TYPE_CHECKING:
     from onnx2sql.ops.context import WeightTable
@@ -52,7 +53,9 @@ def write_table(con: duckdb.DuckDBPyConnection, table: str, array: np.ndarray, c
 
 def write_weight(con: duckdb.DuckDBPyConnection, weight: "WeightTable") -> None:
     """A weight table in its layout: chunked, or tiles of whole rows."""
-    if weight.tile_rows and weight.blob:
+    if weight.tile_rows and weight.blob == "q8":
+        write_q8_tiles(con, weight.table, weight.array, weight.tile_rows, weight.first_tile)
+    elif weight.tile_rows and weight.blob:
         write_blob_tiles(con, weight.table, weight.array, weight.tile_rows, weight.first_tile)
     elif weight.tile_rows:
         write_tiles(con, weight.table, weight.array, weight.tile_rows, weight.first_tile)
@@ -75,11 +78,24 @@ def write_blob_tiles(con: duckdb.DuckDBPyConnection, table: str, matrix: np.ndar
                      first_tile: int) -> None:
     """A float32 matrix as rows (c, m): m is a BLOB of the tile's rows, little-endian float32,
     row-major, as the native kernel onnx2sql_tile_matvec reads it."""
-    rows, width = matrix.shape
-    flat = np.ascontiguousarray(matrix, dtype="<f4").reshape(-1).view(np.uint8)
-    starts = _tile_starts(rows, tile_rows) * width * 4
+    rows = np.ascontiguousarray(matrix, dtype="<f4").view(np.uint8)
+    _write_byte_rows(con, table, rows, tile_rows, first_tile)
+
+
+def write_q8_tiles(con: duckdb.DuckDBPyConnection, table: str, matrix: np.ndarray, tile_rows: int,
+                   first_tile: int) -> None:
+    """A float matrix as rows (c, m): m is a BLOB of the tile's rows quantized to int8, each row its
+    group scales then its int8 values (storage/quantize.py), as onnx2sql_tile_matvec_q8 reads it."""
+    _write_byte_rows(con, table, encode_rows(np.asarray(matrix, dtype=np.float32)), tile_rows, first_tile)
+
+
+def _write_byte_rows(con: duckdb.DuckDBPyConnection, table: str, rows: np.ndarray, tile_rows: int,
+                     first_tile: int) -> None:
+    """Rows of bytes (uint8 [n, row_bytes]) as BLOB tiles of tile_rows rows each."""
+    count, row_bytes = rows.shape
+    starts = _tile_starts(count, tile_rows) * row_bytes
     tiles = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(starts) - 1,
-                                             [None, pa.py_buffer(starts), pa.py_buffer(flat)])
+                                             [None, pa.py_buffer(starts), pa.py_buffer(rows.reshape(-1))])
     _create_from_arrow(con, table, _tile_table(tiles, first_tile), "c, CAST(m AS BLOB) AS m")
 
 

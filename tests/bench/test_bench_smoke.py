@@ -11,7 +11,7 @@ import pytest
 
 from onnx2sql.bench.memory import CapUnavailable, CgroupCap
 
-ENGINES = ("duckdb", "duckdb-sql", "onnxruntime")
+ENGINES = ("duckdb", "duckdb-sql", "duckdb-int8", "onnxruntime")
 CAP = "300MB"  # far above tiny-llama3's weights: this checks the mechanics, not the model's needs
 
 
@@ -53,6 +53,9 @@ def test_results_have_every_figure_of_both_engines(bench_run: tuple[dict, Path, 
     assert results["engines"]["duckdb"]["statements_per_step"] == 19
     assert "statements_per_step" not in results["engines"]["onnxruntime"]
     assert results["engines"]["duckdb"]["kernels"] in ("native", "sql")
+    assert results["engines"]["duckdb-int8"]["kernels"] == "native"
+    assert results["engines"]["duckdb-int8"]["weights"] == "int8" and results["engines"]["duckdb"]["weights"] == "fp32"
+    assert [results["engines"][n]["precision"] for n in ENGINES] == ["fp32", "fp32", "int8", "fp32"]
     assert results["machine"]["cores"] >= 1 and results["machine"]["memory_bytes"] > 0
     assert results["machine"]["versions"]["duckdb"] and results["machine"]["versions"]["onnxruntime"]
     assert results["bandwidth"]["limit_bytes_per_s"] > 0
@@ -84,6 +87,9 @@ def test_memory_capped_runs(bench_run: tuple[dict, Path, str]) -> None:
         assert figures["finished"] and not figures["oom_killed"], figures
         assert figures["decode_tokens_per_s"] > 0
         assert 0 < figures["cgroup_peak_bytes"] <= capped["cap_bytes"]
+        assert figures["precision"] == ("int8" if name == "duckdb-int8" else "fp32")
+        if figures["precision"] == "fp32":  # the same tokens as the uncapped onnxruntime run
+            assert figures["agreement"]["all_agree"], figures
 
 
 def test_a_process_over_the_cap_is_killed_and_reported() -> None:
@@ -150,3 +156,33 @@ def test_decode_growth_compares_the_longest_prompt_with_the_shortest() -> None:
     assert decode_growth(runs, {16: 2.0, 512: 1.6}) == {
         "statements_per_step": 103, "decode_step_growth": {"from_prompt_len": 16, "to_prompt_len": 512, "ratio": 1.25}}
     assert decode_growth(runs[:1], {16: 2.0}) == {"statements_per_step": 103}
+
+
+def test_capped_targets_of_the_int8_race() -> None:
+    from onnx2sql.bench.runner import capped_ratios, speed_targets
+
+    one_b = "models/llama3.2-1b-shape"
+    capped = {"duckdb": {"finished": True, "decode_tokens_per_s": 0.25},
+              "duckdb-int8": {"finished": True, "decode_tokens_per_s": 1.5},
+              "onnxruntime": {"finished": False},
+              "llama.cpp": {"finished": True, "decode_tokens_per_s": 0.5},
+              "llama.cpp-q8_0": {"finished": True, "decode_tokens_per_s": 3.0}}
+    met = speed_targets(_result(0.1, 10.0, capped, model_dir=one_b))
+    assert met["capped duckdb finishes"]["met"] and met["capped duckdb-int8 finishes"]["met"]
+    assert met["capped duckdb-int8/llama.cpp decode"] == {"want": ">= 3.0", "value": 3.0, "met": True}
+    assert met["capped duckdb-int8 finishes where onnxruntime does not"]["met"] is True
+    assert capped_ratios(capped) == {"duckdb/llama.cpp": 0.5, "duckdb/llama.cpp-q8_0": 0.25 / 3.0,
+                                     "duckdb-int8/llama.cpp": 3.0, "duckdb-int8/llama.cpp-q8_0": 0.5}
+
+    capped["duckdb-int8"]["decode_tokens_per_s"] = 1.49
+    capped["onnxruntime"]["finished"] = True
+    capped["duckdb"] = {"finished": False}
+    missed = speed_targets(_result(0.1, 10.0, capped, model_dir=one_b))
+    assert missed["capped duckdb-int8/llama.cpp decode"]["met"] is False
+    assert missed["capped duckdb-int8 finishes where onnxruntime does not"]["met"] is False
+    assert missed["capped duckdb finishes"]["met"] is False
+
+    # SmolLM2 is held to finishing only; an engine that did not run is not judged.
+    smol = speed_targets(_result(0.1, 10.0, {"duckdb": {"finished": True}}))
+    assert smol["capped duckdb finishes"]["met"] is True and smol["capped duckdb-int8 finishes"]["met"] is None
+    assert "capped duckdb-int8/llama.cpp decode" not in smol
