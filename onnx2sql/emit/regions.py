@@ -50,7 +50,7 @@ class Region:
 
 
 def build_regions(statements: Sequence["Statement"], keep: Iterable[str], size: int) -> list[Region]:
-    """Group statements into regions of at most `size` members; `keep` names tables that must be
+    """Group statements into regions of at most `size` members (constants aside); `keep` names tables that must be
     stored (graph inputs and outputs). Regions come back in execution order."""
     if size < 1:
         raise ValueError(f"region size must be at least 1, got {size}")
@@ -66,7 +66,7 @@ def build_regions(statements: Sequence["Statement"], keep: Iterable[str], size: 
         homes = {region_of[r] for r in readers.get(table, [])}
         if table not in kept and len(homes) == 1:
             home = homes.pop()
-            if len(groups[home]) < size:
+            if not statements[k].reads or _sized(statements, groups[home]) < size:
                 groups[home].append(k)
                 region_of[k] = home
                 continue
@@ -79,19 +79,28 @@ def build_regions(statements: Sequence["Statement"], keep: Iterable[str], size: 
 def _copy_cheap_regions(statements: Sequence["Statement"], regions: list[Region], kept: set[str],
                         size: int) -> list[Region]:
     """Copy each region of recomputable statements into the (at most MAX_COPIES) regions that read
-    its sink, instead of storing the sink. Its own reads are stored tables, so the copies add none."""
+    its sink, instead of storing the sink. Its own reads are stored tables, so the copies add none.
+    A region that reads no table (a small constant written as VALUES) is copied into every reader."""
     out = list(regions)
     for region in regions:
         sink = statements[region.sink].table
         if sink in kept or not all(statements[k].recomputable for k in region.members):
             continue
         readers = [r for r in out if r is not region and sink in region_reads(statements, r)]
-        if not 1 <= len(readers) <= MAX_COPIES or any(len(r.members) + len(region.members) > size for r in readers):
+        constant = not region_reads(statements, region)
+        if not readers or (not constant and (len(readers) > MAX_COPIES or any(
+                _sized(statements, r.members) + _sized(statements, region.members) > size for r in readers))):
             continue
         for reader in readers:
             reader.members = sorted(set(reader.members) | set(region.members))
         out.remove(region)
     return out
+
+
+def _sized(statements: Sequence["Statement"], members: Iterable[int]) -> int:
+    """Members that count towards a region's size: a constant (a statement that reads no table,
+    VALUES rows) costs next to nothing to plan."""
+    return sum(1 for k in members if statements[k].reads)
 
 
 def region_reads(statements: Sequence["Statement"], region: Region) -> set[str]:

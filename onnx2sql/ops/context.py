@@ -10,7 +10,7 @@ import onnx
 import onnx.defs
 import onnx.helper
 
-from onnx2sql.emit.sql import comment_text, quote_ident, render, sql_type
+from onnx2sql.emit.sql import comment_text, literal, quote_ident, render, sql_type
 from onnx2sql.errors import NodeProblem
 from onnx2sql.graph.symbolic import Shape, as_shape, sql_expr, to_sql
 from onnx2sql.graph.values import Known, Runtime, Value
@@ -65,6 +65,10 @@ class WeightTable:
     # rows) or "q8" (int8 rows with group scales, storage/quantize.py); "": lists of lists.
     blob: str = ""
 
+
+# A known tensor of at most this many elements that an op reads as a table is written into the
+# SQL as VALUES rows rather than stored.
+INLINE_CONSTANT_ELEMENTS = 256
 
 # The native kernel that multiplies a row of A with a tile of each BLOB form.
 TILE_KERNELS = {"f32": "onnx2sql_tile_matvec", "q8": "onnx2sql_tile_matvec_q8"}
@@ -183,11 +187,23 @@ class LowerContext:
             if value.symbolic:
                 self._weight_cache[key] = self.emit(
                     "shape/materialize.sql.j2", value.dtype, value.shape,
-                    rows=_symbolic_rows(value, self.chunk),
+                    rows=_value_rows(value, self.chunk, sql_expr),
                 )
+            elif value.array.size <= INLINE_CONSTANT_ELEMENTS:
+                self._weight_cache[key] = self._inline_constant(value)
             else:
                 self._weight_cache[key] = self.add_weight(value.array.astype(value.dtype), "constant")
         return self._weight_cache[key]
+
+    def _inline_constant(self, value: Known) -> Runtime:
+        """A small known tensor written into the SQL of its readers as VALUES rows: a stored table
+        would take a whole storage block (256 KB on disk and in the buffer pool) for a few bytes."""
+        label, self.node_label = self.node_label, f"constant for {self.node_label}"
+        try:
+            return self.emit("shape/materialize.sql.j2", value.dtype, value.shape, recomputable=True,
+                             rows=_value_rows(value, self.chunk, lambda x: literal(x, value.dtype)))
+        finally:
+            self.node_label = label
 
     def transposed_weight(self, value: Known) -> Runtime:
         """A weight stored with its last two axes swapped: the layout MatMul wants for B."""
@@ -285,13 +301,13 @@ def _table_refs(values: Sequence[object]) -> list[TableRef]:
     return found
 
 
-def _symbolic_rows(value: Known, chunk: int) -> list[dict]:
-    """Rows (lead indices, c, rendered elements) of a small known tensor whose entries are symbolic."""
+def _value_rows(value: Known, chunk: int, render_element: Callable[[object], str]) -> list[dict]:
+    """Rows (lead indices, c, rendered elements) of a small known tensor."""
     arr = value.array.reshape(1) if value.rank == 0 else value.array
     lead_shape = arr.shape[:-1]
     rows = []
     for lead in np.ndindex(*lead_shape):
         line = arr[lead]
         for c in range(0, max(len(line), 0), chunk):
-            rows.append({"lead": list(lead), "c": c // chunk, "v": [sql_expr(x) for x in line[c:c + chunk]]})
+            rows.append({"lead": list(lead), "c": c // chunk, "v": [render_element(x) for x in line[c:c + chunk]]})
     return rows

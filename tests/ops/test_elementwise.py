@@ -150,10 +150,15 @@ def test_rmsnorm_chain_fuses_into_one_statement_with_parity() -> None:
              oh.make_node("Mul", ["normed", "w"], ["y"])]
     model = graph_model(nodes, {"x": x}, ["y"], opset=17, constants=consts)
     assert_parity(model, {"x": x}, rtol=1e-5, atol=1e-6)
-    ops = [s.comment.split("<- ")[1].split(" ")[0] for s in lower_model(model, chunk=4).statements]
+    ops = computed_ops(lower_model(model, chunk=4).statements)
     assert ops == ["Pow", "ReduceMean", "Mul"], ops
 
     shared = graph_model(nodes, {"x": x}, ["y", "rms"], opset=17, constants=consts)
     assert_parity(shared, {"x": x}, rtol=1e-5, atol=1e-6)
-    ops = [s.comment.split("<- ")[1].split(" ")[0] for s in lower_model(shared, chunk=4).statements]
+    ops = computed_ops(lower_model(shared, chunk=4).statements)
     assert ops == ["Pow", "ReduceMean", "Sqrt", "Mul"], ops
+
+
+def computed_ops(statements: list) -> list[str]:
+    """The op of each statement that reads a table: the weight w, written as VALUES rows, is not one."""
+    return [s.comment.split("<- ")[1].split(" ")[0] for s in statements if s.reads]
