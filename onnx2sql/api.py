@@ -30,7 +30,7 @@ from onnx2sql.storage.folders import check_output_folder, recover_interrupted_re
 from onnx2sql.storage.tables import write_weight
 
 DB_FILE = "model.duckdb"
-FORMAT_VERSION = "3"  # 2: MatMul weights as whole rows in per-range tables; 3: regions
+FORMAT_VERSION = "4"  # 2: MatMul weights as whole rows in per-range tables; 3: regions; 4: int8 tiles, inline constants
 # DuckDB scans a table in parallel one row group at a time; at the default 122,880 rows a layer's
 # weight table is one group and its MatMul runs on one thread. The smallest size DuckDB allows
 # (one vector) lets every core take part.
