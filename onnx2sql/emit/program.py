@@ -49,12 +49,19 @@ class Program:
     # Tables no longer needed after region k: dropped to free memory.
     drops: list[list[str]] = field(default_factory=list)
     weights: list[WeightTable] = field(default_factory=list)
+    # Bytes of values in each weight table: how much of its weights a region scans.
+    weight_bytes: dict[str, int] = field(default_factory=dict)
 
     def finish(self, region_size: int = DEFAULT_REGION_SIZE) -> "Program":
         keep = {t.table for t in self.outputs} | {t.table for t in self.inputs}
         self.regions = build_regions(self.statements, keep, region_size)
         self.drops = _last_uses(self)
         return self
+
+    def largest_region_weights(self) -> int:
+        """The most weight bytes one region scans."""
+        return max((sum(self.weight_bytes.get(t, 0) for t in region_reads(self.statements, r)) for r in self.regions),
+                   default=0)
 
     def region_sql(self, k: int, comments: bool = False) -> str:
         region = self.regions[k]
@@ -109,6 +116,7 @@ class Program:
             "statements": [asdict(s) for s in self.statements],
             "regions": [r.members for r in self.regions],
             "drops": self.drops,
+            "weight_bytes": self.weight_bytes,
         })
 
     @staticmethod
@@ -124,6 +132,7 @@ class Program:
             kernels=data["kernels"],
             weight_format=data.get("weight_format", "fp32"),
             drops=data["drops"],
+            weight_bytes=data.get("weight_bytes", {}),
         )
 
 

@@ -14,6 +14,7 @@ from onnx2sql.emit.sql import comment_text, literal, quote_ident, render, sql_ty
 from onnx2sql.errors import NodeProblem
 from onnx2sql.graph.symbolic import Shape, as_shape, sql_expr, to_sql
 from onnx2sql.graph.values import Known, Runtime, Value
+from onnx2sql.storage.quantize import row_bytes
 
 
 class LoweringProblem(Exception):
@@ -64,6 +65,13 @@ class WeightTable:
     # Tiles stored as BLOBs, the form the native kernels multiply: "f32" (little-endian float32
     # rows) or "q8" (int8 rows with group scales, storage/quantize.py); "": lists of lists.
     blob: str = ""
+
+    def stored_bytes(self) -> int:
+        """Bytes of values the table holds (int8 tiles: their scales and int8 values)."""
+        if self.blob == "q8":
+            rows, width = self.array.shape
+            return rows * row_bytes(width)
+        return int(self.array.nbytes)
 
 
 # A known tensor of at most this many elements that an op reads as a table is written into the

@@ -31,6 +31,8 @@ from onnx2sql.storage.folders import private_temp_dir, recover_interrupted_repla
 from onnx2sql.storage.tables import read_table
 
 PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
+# With a memory limit below this many times the weights one region scans, ops run one at a time.
+REGION_WEIGHT_SHARE = 4
 SPILL_PREFIX = "onnx2sql-spill-"  # DuckDB's temp_directory, one per Generator, in the temp folder
 
 
@@ -113,9 +115,10 @@ class Generator:
             config["temp_directory"] = str(self.spill_dir)
             con, self.program = self._open_database(config, progress)
             self.con = CountingConnection(con)
-            if limit_bytes is not None and limit_bytes < self.db_path.stat().st_size:
-                # A region holds the scans and results of many ops at once; with less memory than
-                # the weights, each op runs alone so DuckDB streams one product's weights at a time.
+            if limit_bytes is not None and limit_bytes < REGION_WEIGHT_SHARE * self.program.largest_region_weights():
+                # A region holds the scans and results of many ops at once; when one region's
+                # weights would take much of the memory, each op runs alone so DuckDB streams one
+                # product's weights at a time.
                 self.program.finish(region_size=1)
             self._prepare_program()
         except BaseException:
