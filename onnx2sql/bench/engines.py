@@ -83,8 +83,11 @@ class DuckDBEngine(Engine):
         return default_db(self.model_dir)
 
     def setup(self) -> str:
+        from onnx2sql.api import written_by_older_version
         from onnx2sql.runtime.generate import Generator
 
+        if self.database().exists() and written_by_older_version(self.database()):
+            self.database().unlink()  # the benchmark's own database, from an older onnx2sql: compiled again
         kind = "load" if self.database().exists() else "compile"
         self.generator = Generator(self.model_dir, db=self.database(), memory_limit=self.options.duckdb_memory_limit,
                                    progress=True, kernels=self.kernels(), weights=self.weights())
