@@ -49,7 +49,8 @@ class Program:
     # Tables no longer needed after region k: dropped to free memory.
     drops: list[list[str]] = field(default_factory=list)
     weights: list[WeightTable] = field(default_factory=list)
-    # Bytes of values in each weight table: how much of its weights a region scans.
+    # Bytes of values in each table of matrix tiles, which a product scans whole (an embedding,
+    # read a row per token, is left out): how much of its weights a region scans.
     weight_bytes: dict[str, int] = field(default_factory=dict)
 
     def finish(self, region_size: int = DEFAULT_REGION_SIZE) -> "Program":
@@ -59,7 +60,7 @@ class Program:
         return self
 
     def largest_region_weights(self) -> int:
-        """The most weight bytes one region scans."""
+        """The most bytes of matrix tiles one region scans."""
         return max((sum(self.weight_bytes.get(t, 0) for t in region_reads(self.statements, r)) for r in self.regions),
                    default=0)
 

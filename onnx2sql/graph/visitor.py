@@ -87,7 +87,7 @@ def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK,
     fuse_elementwise(ctx, keep)
     drop_unread(ctx, keep)
     program = Program(chunk, inputs, outputs_spec, symbols, ctx.statements, weights=ctx.weights, kernels=kernels,
-                      weight_format=weights, weight_bytes={w.table: w.stored_bytes() for w in ctx.weights})
+                      weight_format=weights, weight_bytes={w.table: w.stored_bytes() for w in ctx.weights if w.tile_rows})
     return program.finish(region_size)
 
 

@@ -32,7 +32,7 @@ from onnx2sql.storage.tables import read_table
 
 PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
 # With a memory limit below this many times the weights one region scans, ops run one at a time.
-REGION_WEIGHT_SHARE = 4
+REGION_WEIGHT_SHARE = 2
 SPILL_PREFIX = "onnx2sql-spill-"  # DuckDB's temp_directory, one per Generator, in the temp folder
 
 
@@ -117,7 +117,7 @@ class Generator:
             self.con = CountingConnection(con)
             if limit_bytes is not None and limit_bytes < REGION_WEIGHT_SHARE * self.program.largest_region_weights():
                 # A region holds the scans and results of many ops at once; when one region's
-                # weights would take much of the memory, each op runs alone so DuckDB streams one
+                # weights would take half of the memory or more, each op runs alone so DuckDB streams one
                 # product's weights at a time.
                 self.program.finish(region_size=1)
             self._prepare_program()
