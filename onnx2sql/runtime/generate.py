@@ -28,7 +28,7 @@ from onnx2sql.runtime.text import ModelFolder
 from onnx2sql.sizes import parse_size
 from onnx2sql.storage.folders import private_temp_dir, recover_interrupted_replace, remove_dead_owners, \
     remove_stale_staging, staging_dir
-from onnx2sql.storage.tables import read_table
+from onnx2sql.storage.arrays import read_table
 
 PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
 SPILL_PREFIX = "onnx2sql-spill-"  # DuckDB's temp_directory, one per Generator, in the temp folder

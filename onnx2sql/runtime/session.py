@@ -15,7 +15,7 @@ from onnx2sql.emit.program import Program
 from onnx2sql.emit.sql import quote_ident, quote_literal
 from onnx2sql.errors import InputError, ShapeError
 from onnx2sql.graph.symbolic import evaluate
-from onnx2sql.storage.tables import read_table, write_table
+from onnx2sql.storage.arrays import read_table, write_feed
 
 META_TABLE = "onnx2sql_meta"
 
@@ -101,8 +101,7 @@ class Session:
     def load_inputs(self, arrays: Mapping[str, np.ndarray], skip: frozenset[str] = frozenset()) -> None:
         for spec in self.program.inputs:
             if spec.name not in skip:
-                write_table(self.con, spec.table, np.ascontiguousarray(arrays[spec.name]), self.program.chunk,
-                            temporary=True)
+                write_feed(self.con, spec.table, arrays[spec.name], self.program.chunk)
 
     def execute(self, drop: bool = True) -> None:
         """Run the program; `drop=False` keeps its intermediate tables (see Program.executable)."""
