@@ -1,33 +1,31 @@
-"""The Python API: compile a model into a DuckDB database + SQL files, run it on feeds."""
+"""The Python API: compile a model into a DuckDB database + SQL files, run it on feeds.
+
+Running a compiled database (here, and for generation) needs neither onnx nor sympy nor pyarrow,
+which together take ~65 MB and half a second to import: only the functions that compile import
+them."""
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import duckdb
 import numpy as np
-import onnx
-from tqdm import tqdm
 
 from onnx2sql.emit.program import Program
 from onnx2sql.emit.regions import DEFAULT_REGION_SIZE
-from onnx2sql.emit.sql import comment_text, quote_ident, quote_literal, sql_type
+from onnx2sql.emit.sql import DEFAULT_CHUNK, comment_text, quote_ident, quote_literal, sql_type
 from onnx2sql.errors import DatabaseError, InputError, UnsupportedOpError, UsageError
-from onnx2sql.graph.checker import PROTOBUF_LIMIT, serialized_size, validate_model
-from onnx2sql.graph.load import load_model_with_data_files
-from onnx2sql.graph.visitor import DEFAULT_CHUNK, lower_model
-from onnx2sql.ops.context import describe_layout
-from onnx2sql.graph.values import Runtime
-from onnx2sql.graph.symbolic import as_shape
 from onnx2sql.runtime.fingerprint import CACHE_SUFFIX, cache_file, model_digests
 from onnx2sql.runtime.kernel_mode import resolve_weights
 from onnx2sql.runtime.session import META_TABLE, Session, connect, meta_exists, read_meta
 from onnx2sql.storage.folders import check_output_folder, recover_interrupted_replace, remove_stale_staging, \
     replace_dir, staging_dir
-from onnx2sql.storage.tables import write_weight
+
+if TYPE_CHECKING:
+    import onnx
 
 DB_FILE = "model.duckdb"
 FORMAT_VERSION = "4"  # 2: MatMul weights as whole rows in per-range tables; 3: regions; 4: int8 tiles, inline constants
@@ -51,6 +49,8 @@ def compile(model: str | Path | onnx.ModelProto, out_dir: str | Path, chunk_size
     Nothing is written when the model cannot be compiled; an existing out_dir is replaced only
     once the new one is complete. `kernels`: "auto" (the default), "native" or "sql". `weights`:
     "fp32" (the default) or "int8" (the native kernels' int8 tiles)."""
+    from onnx2sql.graph.visitor import lower_model
+
     chunk = _chunk(chunk_size)
     mode, weight_format = resolve_weights(weights, kernels)
     out = Path(out_dir)
@@ -133,6 +133,11 @@ def _run_session(con: duckdb.DuckDBPyConnection, program: Program, feeds: Mappin
 def load_valid_model(model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     """The model, read and checked by onnx's checker (ModelError naming what it found), and the
     external data files it was read from."""
+    import onnx
+
+    from onnx2sql.graph.checker import validate_model
+    from onnx2sql.graph.load import load_model_with_data_files
+
     proto, data_files = load_model_with_data_files(model)
     validate_model(proto, None if isinstance(model, onnx.ModelProto) else Path(model))
     return proto, data_files
@@ -240,6 +245,8 @@ def _lower_for_feeds(proto: onnx.ModelProto, chunk: int, feeds: Mapping[str, np.
     """Lower a model for one run. A graph that computes shapes, axes or counts from its inputs
     cannot be compiled once for all values; here the values are at hand, so the program is
     specialised to the small integer (or scalar) inputs and run on the rest."""
+    from onnx2sql.graph.visitor import lower_model
+
     try:
         return lower_model(proto, chunk, region_size=region_size, kernels=kernels, weights=weights), feeds
     except UnsupportedOpError as exc:
@@ -324,6 +331,8 @@ def fingerprint(model: str | Path | onnx.ModelProto, proto: onnx.ModelProto, dat
         path = Path(model)
         digests = model_digests(path, data_files, cache_file(db))
         return {"model_sha256": digests.pop(path.name), "external_data_sha256": json.dumps(digests)}
+    from onnx2sql.graph.checker import PROTOBUF_LIMIT, serialized_size
+
     data = proto.SerializeToString(deterministic=True) if serialized_size(proto) < PROTOBUF_LIMIT else b""
     return {"model_sha256": hashlib.sha256(data).hexdigest(), "external_data_sha256": "{}"}
 
@@ -345,6 +354,10 @@ def compiled_from(con, model: Path, db: Path) -> bool:
 
 
 def _store_weights(con, program: Program, progress: bool) -> None:
+    from tqdm import tqdm
+
+    from onnx2sql.storage.tables import write_weight
+
     total = sum(w.array.nbytes for w in program.weights)
     # disable=None: a bar on a terminal, none in logs.
     with tqdm(total=total, unit="B", unit_scale=True, desc="weights", disable=None if progress else True) as bar:
@@ -354,6 +367,10 @@ def _store_weights(con, program: Program, progress: bool) -> None:
 
 
 def _schema_script(program: Program) -> str:
+    from onnx2sql.graph.symbolic import as_shape
+    from onnx2sql.graph.values import Runtime
+    from onnx2sql.ops.context import describe_layout
+
     lines = ["-- Weight tables of this program (persistent in model.duckdb)."]
     for w in program.weights:
         if w.tile_rows:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = REPO_ROOT / "models"
+# The files of an exported model folder that compile and generate read (not hf/, sql/ or bench/).
+TINY_FOLDER_FILES = ["model.onnx", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                     "special_tokens_map.json", "chat_template.jinja"]
 
 
 def export_or_skip(recipe: str) -> Path:
@@ -29,6 +33,20 @@ def export_or_skip(recipe: str) -> Path:
 def tiny_llama3_dir() -> Path:
     """models/tiny-llama3: a 2-layer random Llama 3 (vocab 320), model.onnx < 1 MB, HF copy in hf/."""
     return export_or_skip("tiny-llama3")
+
+
+@pytest.fixture(scope="session")
+def tiny_compiled_dir(tiny_llama3_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny-llama3 model folder (no hf/, no sql/) with its own database compiled into
+    sql/ once; tests that damage a model folder copy this one first."""
+    import onnx2sql
+
+    folder = tmp_path_factory.mktemp("tiny") / "tiny"
+    folder.mkdir()
+    for name in TINY_FOLDER_FILES:
+        shutil.copy(tiny_llama3_dir / name, folder / name)
+    onnx2sql.compile(folder / "model.onnx", folder / "sql")
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -5,14 +5,24 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from onnx2sql.emit.regions import DEFAULT_REGION_SIZE, Region, build_regions, region_query, region_reads
+from onnx2sql.emit.regions import DEFAULT_REGION_SIZE, Region, Statement, build_regions, region_query, \
+    region_reads
 from onnx2sql.emit.sql import comment_text, quote_ident
-from onnx2sql.ops.context import Statement, WeightTable, describe_layout
-from onnx2sql.graph.values import Runtime
-from onnx2sql.graph.symbolic import as_shape, dim_from_text
+
+# Running a compiled program needs neither sympy nor onnx (see emit/dims.py): the modules that do
+# are imported only by what compiles.
+if TYPE_CHECKING:
+    from onnx2sql.graph.values import Runtime
+    from onnx2sql.ops.context import WeightTable
+
+# A graph output computed by a product with a known B (a language model's logits) holds only the
+# rows whose second-to-last index is at least this DuckDB variable, when it is set: generation
+# reads the last position alone and skips the head's work for the rest of a prompt.
+OUTPUT_ROWS_FROM = "onnx2sql_output_rows_from"
 
 
 @dataclass
@@ -20,9 +30,13 @@ class TensorSpec:
     name: str  # the ONNX name (data, never SQL)
     table: str
     dtype: str
-    shape: list[str]  # dims as sympy text over s0, s1, ...
+    shape: list[str]  # dims as sympy text over s0, s1, ... (evaluated by emit/dims.py)
 
     def runtime(self) -> Runtime:
+        """The tensor as lowering sees it, with sympy dims."""
+        from onnx2sql.graph.symbolic import as_shape, dim_from_text
+        from onnx2sql.graph.values import Runtime
+
         return Runtime(self.table, np.dtype(self.dtype), as_shape(dim_from_text(d) for d in self.shape))
 
 
@@ -84,6 +98,8 @@ class Program:
 
     def script(self) -> str:
         """The whole program as a readable SQL file with a shape comment on every table."""
+        from onnx2sql.ops.context import describe_layout
+
         lines = ["-- onnx2sql program. Layout: leading index columns i0.., chunk c, v = up to "
                  f"{self.chunk} elements of the last axis.",
                  f"-- Kernels: {self.kernels} ("

@@ -21,12 +21,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from onnx2sql.emit.sql import quote_ident
-
-if TYPE_CHECKING:
-    from onnx2sql.ops.context import Statement
 
 # Statements per region at most. 48 holds a whole Llama layer's attention and MLP (about 40 ops
 # after fusion): on SmolLM2, sizes 48 to 400 gave the same 125 regions (the graph's own limit),
@@ -35,6 +32,20 @@ if TYPE_CHECKING:
 DEFAULT_REGION_SIZE = 48
 # Regions a recomputable statement may be copied into before it is stored instead.
 MAX_COPIES = 3
+
+
+@dataclass
+class Statement:
+    """One lowered op: the SELECT that computes `table` from the tables it reads."""
+
+    table: str
+    sql: str
+    comment: str
+    reads: tuple[str, ...]
+    # Its rows are appended to `table` (an existing input table) instead of creating the table.
+    appends: bool = False
+    # Cheap to compute again in each region that reads it (one pass over its inputs).
+    recomputable: bool = False
 
 
 @dataclass
@@ -49,7 +60,7 @@ class Region:
         return self.members[-1]
 
 
-def build_regions(statements: Sequence["Statement"], keep: Iterable[str], size: int) -> list[Region]:
+def build_regions(statements: Sequence[Statement], keep: Iterable[str], size: int) -> list[Region]:
     """Group statements into regions of at most `size` members (constants aside); `keep` names tables that must be
     stored (graph inputs and outputs). Regions come back in execution order."""
     if size < 1:
@@ -76,7 +87,7 @@ def build_regions(statements: Sequence["Statement"], keep: Iterable[str], size: 
     return _copy_cheap_regions(statements, regions, kept, size)
 
 
-def _copy_cheap_regions(statements: Sequence["Statement"], regions: list[Region], kept: set[str],
+def _copy_cheap_regions(statements: Sequence[Statement], regions: list[Region], kept: set[str],
                         size: int) -> list[Region]:
     """Copy each region of recomputable statements into the (at most MAX_COPIES) regions that read
     its sink, instead of storing the sink. Its own reads are stored tables, so the copies add none.
@@ -97,19 +108,19 @@ def _copy_cheap_regions(statements: Sequence["Statement"], regions: list[Region]
     return out
 
 
-def _sized(statements: Sequence["Statement"], members: Iterable[int]) -> int:
+def _sized(statements: Sequence[Statement], members: Iterable[int]) -> int:
     """Members that count towards a region's size: a constant (a statement that reads no table,
     VALUES rows) costs next to nothing to plan."""
     return sum(1 for k in members if statements[k].reads)
 
 
-def region_reads(statements: Sequence["Statement"], region: Region) -> set[str]:
+def region_reads(statements: Sequence[Statement], region: Region) -> set[str]:
     """Tables a region reads from outside itself (unquoted names)."""
     inner = {statements[k].table for k in region.members}
     return {t.strip('"') for k in region.members for t in statements[k].reads} - inner
 
 
-def region_query(statements: Sequence["Statement"], region: Region, comments: bool = False) -> str:
+def region_query(statements: Sequence[Statement], region: Region, comments: bool = False) -> str:
     """The SELECT of a region: every member as a CTE named after its table, then the sink's rows.
     Each member's SQL reads the others by their table names, which the CTEs now stand for."""
     if len(region.members) == 1:

@@ -18,6 +18,8 @@ import numpy as np
 
 from onnx2sql.errors import ModelError
 
+DEFAULT_CHUNK = 64  # elements per row of a tensor table (the `chunk` above) unless one is asked for
+
 _SQL_TYPES = {
     np.dtype(np.float32): "FLOAT",
     np.dtype(np.float64): "DOUBLE",

@@ -1,12 +1,13 @@
 """Symbolic dimensions: graph-input axes such as batch, sequence and past length stay symbols.
 
 A compiled program serves every length, so a shape is a tuple of sympy expressions over these
-symbols. In SQL a symbol reads the DuckDB variable the runtime sets before each run
-(`getvariable('s0')`); symbol names are generated here, never taken from the ONNX file.
+symbols (stored as text, which the runtime evaluates without sympy: emit/dims.py). In SQL a
+symbol reads the DuckDB variable the runtime sets before each run (`getvariable('s0')`); symbol
+names are generated here, never taken from the ONNX file.
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Sequence
 
 import sympy
 
@@ -57,14 +58,6 @@ def decide(condition: object) -> bool | None:
     if isinstance(condition, (bool,)):
         return condition
     return None
-
-
-def evaluate(expr: object, bindings: Mapping[sympy.Symbol, int]) -> int:
-    """The integer value of a dim under concrete symbol values."""
-    value = as_dim(expr).subs(bindings)
-    if not value.is_number:
-        raise ValueError(f"dimension {expr} has unbound symbols {sorted(map(str, value.free_symbols))}")
-    return int(value)
 
 
 def dim_to_text(expr: Dim) -> str:

@@ -10,7 +10,7 @@ import onnx.helper
 
 from onnx2sql.emit.program import Program, SymbolSource, TensorSpec
 from onnx2sql.emit.regions import DEFAULT_REGION_SIZE
-from onnx2sql.emit.sql import comment_text, is_supported_dtype
+from onnx2sql.emit.sql import DEFAULT_CHUNK, comment_text, is_supported_dtype
 from onnx2sql.errors import ModelError, NodeProblem, Onnx2SqlError, UnsupportedOpError
 from onnx2sql.graph.load import initializer_array, model_opsets
 from onnx2sql.graph.symbolic import Dim, as_dim, dim_to_text, make_symbol
@@ -18,8 +18,6 @@ from onnx2sql.graph.values import Known, Runtime, Value
 from onnx2sql.ops.fusion import drop_unread, fuse_elementwise
 from onnx2sql.ops.context import DataDependentInput, LowerContext, LoweringProblem, NodeView
 from onnx2sql.ops.registry import find_lowering, op_version
-
-DEFAULT_CHUNK = 64
 
 
 def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK,

@@ -10,6 +10,7 @@ import onnx
 import onnx.defs
 import onnx.helper
 
+from onnx2sql.emit.regions import Statement
 from onnx2sql.emit.sql import comment_text, literal, quote_ident, render, sql_type
 from onnx2sql.errors import NodeProblem
 from onnx2sql.graph.symbolic import Shape, as_shape, sql_expr, to_sql
@@ -38,18 +39,6 @@ class TableRef:
 
 def lead_count(rank: int) -> int:
     return max(rank - 1, 0)
-
-
-@dataclass
-class Statement:
-    table: str
-    sql: str
-    comment: str
-    reads: tuple[str, ...]
-    # Its rows are appended to `table` (an existing input table) instead of creating the table.
-    appends: bool = False
-    # Cheap to compute again in each region that reads it (one pass over its inputs).
-    recomputable: bool = False
 
 
 @dataclass

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from onnx2sql.emit.program import OUTPUT_ROWS_FROM
 from onnx2sql.emit.sql import literal
 from onnx2sql.errors import ShapeError
 from onnx2sql.graph.symbolic import Dim, Shape, is_one, static_value
@@ -59,12 +60,6 @@ def check_inner(k_a: Dim, k_b: Dim) -> None:
 # one row), and a small B is not split at all.
 ROW_PARTS = 2
 MIN_ROWS_PER_PART = 64
-
-
-# A graph output computed by a product with a known B (a language model's logits) holds only the
-# rows whose second-to-last index is at least this DuckDB variable, when it is set: generation
-# reads the last position alone and skips the head's work for the rest of a prompt.
-OUTPUT_ROWS_FROM = "onnx2sql_output_rows_from"
 
 
 def product(ctx: LowerContext, a: Operand, bt: Operand, k: Dim, out_shape: Shape, dtype: np.dtype,

@@ -16,19 +16,17 @@ import numpy as np
 
 from onnx2sql.api import DB_FILE, compile as compile_model, compiled_from, explain_database_error, \
     open_compiled_db, written_by_older_version
-from onnx2sql.emit.program import Program
+from onnx2sql.emit.dims import evaluate_dim, static_dim
+from onnx2sql.emit.program import OUTPUT_ROWS_FROM, Program
 from onnx2sql.emit.sql import quote_ident, render
 from onnx2sql.errors import InputError, UsageError
-from onnx2sql.graph.symbolic import evaluate
-from onnx2sql.ops.context import LowerContext
-from onnx2sql.ops.matmul import OUTPUT_ROWS_FROM
 from onnx2sql.runtime.kernel_mode import requested_mode, resolve_kernels, resolve_weights
 from onnx2sql.runtime.session import CountingConnection, Session
 from onnx2sql.runtime.text import ModelFolder
 from onnx2sql.sizes import parse_size
 from onnx2sql.storage.folders import private_temp_dir, recover_interrupted_replace, remove_dead_owners, \
     remove_stale_staging, staging_dir
-from onnx2sql.storage.tables import read_table
+from onnx2sql.storage.arrays import read_table
 
 PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
 # With a memory limit below this many times the weights one region scans, ops run one at a time.
@@ -178,12 +176,11 @@ class Generator:
         logits = next((o for o in self.program.outputs if o.name == "logits"), None)
         if logits is None:
             raise InputError(f"{str(self.folder.path)!r}: the model has no 'logits' output")
-        self.logits = logits.runtime()
-        ref = LowerContext.table_ref(self.logits)
-        self.greedy_sql = render("generate/greedy.sql.j2", N=self.program.chunk, logits=ref)
-        self.sample_sql = render("generate/sample.sql.j2", N=self.program.chunk, logits=ref)
-        vocab = self.logits.shape[-1]
-        self.vocab_size = int(vocab) if vocab.is_Integer else None
+        self.logits = logits
+        table = quote_ident(logits.table)
+        self.greedy_sql = render("generate/greedy.sql.j2", N=self.program.chunk, logits=table)
+        self.sample_sql = render("generate/sample.sql.j2", N=self.program.chunk, logits=table)
+        self.vocab_size = static_dim(logits.shape[-1])
 
     def close(self) -> None:
         if self.con is not None:
@@ -295,8 +292,8 @@ class Generator:
         self.session.execute(drop=n > 1)
 
     def _last_logits(self, seq: int) -> np.ndarray:
-        vocab = int(evaluate(self.logits.shape[-1], self.session.bindings))
-        return read_table(self.con, self.logits.table, self.logits.rank, (vocab,), self.logits.dtype,
+        vocab = evaluate_dim(self.logits.shape[-1], self.session.bindings)
+        return read_table(self.con, self.logits.table, len(self.logits.shape), (vocab,), np.dtype(self.logits.dtype),
                           where=f"i0 = 0 AND i1 = {int(seq - 1)}")
 
     def _choose(self, position: int, sampling: Sampling, rng: np.random.Generator) -> int:

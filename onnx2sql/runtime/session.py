@@ -9,13 +9,12 @@ from typing import Mapping
 
 import duckdb
 import numpy as np
-import sympy
 
+from onnx2sql.emit.dims import evaluate_dim, static_dim
 from onnx2sql.emit.program import Program
 from onnx2sql.emit.sql import quote_ident, quote_literal
 from onnx2sql.errors import InputError, ShapeError
-from onnx2sql.graph.symbolic import evaluate
-from onnx2sql.storage.tables import read_table, write_table
+from onnx2sql.storage.arrays import read_table, write_feed
 
 META_TABLE = "onnx2sql_meta"
 
@@ -77,7 +76,7 @@ class Session:
         if program.kernels == "native":
             load_program_kernels(con)
         self.trace = os.environ.get("ONNX2SQL_TRACE", "") not in ("", "0")
-        self.bindings: dict[sympy.Symbol, int] = {}
+        self.bindings: dict[str, int] = {}  # symbol name -> value
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One run: feeds in, every graph output out; temporary tables are dropped afterwards."""
@@ -90,19 +89,18 @@ class Session:
         finally:
             self.drop_temporaries()
 
-    def bind(self, arrays: Mapping[str, np.ndarray]) -> dict[sympy.Symbol, int]:
+    def bind(self, arrays: Mapping[str, np.ndarray]) -> dict[str, int]:
         """Set the symbol variables from the feeds' shapes (only shapes are read: broadcast views do)."""
         bindings = self._bind_symbols(arrays)
         self.bindings = bindings
         for symbol, value in bindings.items():
-            self.con.execute(f"SET VARIABLE {symbol.name} = {int(value)}")
+            self.con.execute(f"SET VARIABLE {symbol} = {int(value)}")
         return bindings
 
     def load_inputs(self, arrays: Mapping[str, np.ndarray], skip: frozenset[str] = frozenset()) -> None:
         for spec in self.program.inputs:
             if spec.name not in skip:
-                write_table(self.con, spec.table, np.ascontiguousarray(arrays[spec.name]), self.program.chunk,
-                            temporary=True)
+                write_feed(self.con, spec.table, arrays[spec.name], self.program.chunk)
 
     def execute(self, drop: bool = True) -> None:
         """Run the program; `drop=False` keeps its intermediate tables (see Program.executable)."""
@@ -111,12 +109,11 @@ class Session:
                 print(f"-- [{k}]\n{sql}", file=sys.stderr)
             self.con.execute(sql)
 
-    def read(self, output: str, bindings: Mapping[sympy.Symbol, int]) -> np.ndarray:
+    def read(self, output: str, bindings: Mapping[str, int]) -> np.ndarray:
         spec = next(s for s in self.program.outputs if s.name == output)
-        value = spec.runtime()
-        shape = tuple(evaluate(d, bindings) for d in value.shape)
+        shape = tuple(evaluate_dim(d, bindings) for d in spec.shape)
         try:
-            return read_table(self.con, value.table, value.rank, shape, value.dtype)
+            return read_table(self.con, spec.table, len(spec.shape), shape, np.dtype(spec.dtype))
         except ShapeError as exc:
             # Rows go missing when a Gather's index selects a row that does not exist.
             raise InputError(f"output {output!r} came out incomplete ({exc}): does an index input select "
@@ -141,27 +138,21 @@ class Session:
             arrays[name] = arr
         return arrays
 
-    def _bind_symbols(self, arrays: dict[str, np.ndarray]) -> dict[sympy.Symbol, int]:
-        bindings: dict[sympy.Symbol, int] = {}
-        for source in self.program.symbols:
-            bindings[sympy.Symbol(source.symbol, integer=True, nonnegative=True)] = \
-                int(arrays[source.input].shape[source.axis])
+    def _bind_symbols(self, arrays: dict[str, np.ndarray]) -> dict[str, int]:
+        bindings = {source.symbol: int(arrays[source.input].shape[source.axis]) for source in self.program.symbols}
         for spec in self.program.inputs:
-            for axis, dim in enumerate(spec.runtime().shape):
+            for axis, dim in enumerate(spec.shape):
                 size = int(arrays[spec.name].shape[axis])
-                want = evaluate(dim, bindings)
+                want = evaluate_dim(dim, bindings)
                 if want != size:
-                    described = "" if dim.is_Integer else f"{self._describe(dim)} = "
+                    described = "" if static_dim(dim) is not None else f"{self._describe(dim)} = "
                     raise InputError(f"input {spec.name!r} axis {axis} must be {described}{want}, got {size}")
         return bindings
 
-    def _describe(self, dim: sympy.Expr) -> str:
-        text = str(dim)
-        if dim.is_Integer:
-            return text
+    def _describe(self, dim: str) -> str:
         for source in self.program.symbols:
-            text = re.sub(rf"\b{source.symbol}\b", source.label, text)
-        return text
+            dim = re.sub(rf"\b{source.symbol}\b", source.label, dim)
+        return dim
 
     def drop_temporaries(self) -> None:
         tables = self.con.execute(

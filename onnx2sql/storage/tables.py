@@ -1,4 +1,5 @@
-"""numpy <-> chunked tensor tables (see the layout note in onnx2sql/emit/sql.py)."""
+"""numpy -> chunked tensor tables through pyarrow, as compile writes weights (see the layout note in
+onnx2sql/emit/sql.py; a run's feeds and outputs go through storage/arrays.py)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -8,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from onnx2sql.emit.sql import quote_ident, sql_type
-from onnx2sql.errors import ShapeError
+from onnx2sql.storage.arrays import chunk_rows
 from onnx2sql.storage.quantize import encode_rows
 
 if TYPE_CHECKING:
@@ -20,27 +21,13 @@ _REGISTERED = "_onnx2sql_arrow_source"
 def to_arrow(array: np.ndarray, chunk: int) -> pa.Table:
     """A chunked Arrow table of an array: leading index columns, c, and a list of <= chunk values."""
     arr = np.ascontiguousarray(array.reshape(1) if array.ndim == 0 else array)
-    last = arr.shape[-1]
-    rows = int(np.prod(arr.shape[:-1], dtype=np.int64))
-    per_row = -(-last // chunk) if last else 0
-    starts = (np.arange(rows, dtype=np.int64)[:, None] * last
-              + np.arange(per_row, dtype=np.int64)[None, :] * chunk).ravel()
-    offsets = np.append(starts, rows * last).astype(np.int64)
+    index, offsets = chunk_rows(arr.shape, chunk)
     flat = arr.reshape(-1)
     values = pa.array(flat.astype(np.uint8) if flat.dtype == np.bool_ else flat)
     if flat.dtype == np.bool_:
         values = values.cast(pa.bool_())
-    lists = pa.LargeListArray.from_arrays(pa.array(offsets), values)
-    columns: dict[str, pa.Array] = {}
-    lead_shape = arr.shape[:-1]
-    if lead_shape and rows * per_row:
-        index = np.unravel_index(np.repeat(np.arange(rows), per_row), lead_shape)
-    else:
-        index = tuple(np.zeros(0, dtype=np.int64) for _ in lead_shape)
-    for k, idx in enumerate(index):
-        columns[f"i{k}"] = pa.array(idx.astype(np.int32))
-    columns["c"] = pa.array(np.tile(np.arange(per_row, dtype=np.int32), rows))
-    columns["v"] = lists
+    columns: dict[str, pa.Array] = {name: pa.array(column) for name, column in index.items()}
+    columns["v"] = pa.LargeListArray.from_arrays(pa.array(offsets), values)
     return pa.table(columns)
 
 
@@ -118,16 +105,3 @@ def _create_from_arrow(con: duckdb.DuckDBPyConnection, table: str, arrow: pa.Tab
     finally:
         con.unregister(_REGISTERED)
 
-
-def read_table(con: duckdb.DuckDBPyConnection, table: str, rank: int, shape: tuple[int, ...],
-               dtype: np.dtype, where: str = "TRUE") -> np.ndarray:
-    """A dense tensor table (or the rows matching `where`, a trusted SQL condition) back into an
-    array of `shape`; checks that every element is there."""
-    order = ", ".join([f"i{k}" for k in range(max(rank - 1, 0))] + ["c"])
-    result = con.sql(f"SELECT v FROM {quote_ident(table)} WHERE {where} ORDER BY {order}").to_arrow_table()
-    values = result.column("v").combine_chunks()
-    flat = values.flatten().to_numpy(zero_copy_only=False) if len(values) else np.zeros(0)
-    expected = int(np.prod(shape, dtype=np.int64))
-    if flat.size != expected:
-        raise ShapeError(f"table {table} holds {flat.size} elements, shape {list(shape)} needs {expected}")
-    return flat.astype(dtype).reshape(shape)

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 import onnx2sql
-from onnx2sql.emit.regions import build_regions, region_query, region_reads
+from onnx2sql.emit.regions import Statement, build_regions, region_query, region_reads
 from onnx2sql.graph.load import load_model
 from onnx2sql.graph.visitor import lower_model
-from onnx2sql.ops.context import Statement
 from onnx2sql.runtime.kernel_mode import resolve_kernels
 from decoder_feeds import feeds as decoder_feeds, past_specs
 

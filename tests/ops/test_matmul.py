@@ -136,10 +136,11 @@ def test_gemm_dynamic_a(a_shape: tuple, b_shape: tuple, c_shape: tuple | None, a
 def test_graph_output_rows_from_variable() -> None:
     """With the output-rows variable set, a product with a known B that is a graph output holds only
     the rows of A's last leading index from that value on; unset, it holds every row."""
+    from onnx2sql.emit.program import OUTPUT_ROWS_FROM
     from onnx2sql.graph.visitor import lower_model
-    from onnx2sql.ops.matmul import OUTPUT_ROWS_FROM
     from onnx2sql.runtime.session import Session, connect
-    from onnx2sql.storage.tables import read_table, write_weight
+    from onnx2sql.storage.arrays import read_table
+    from onnx2sql.storage.tables import write_weight
 
     a, b = f32(2, 5, 9), f32(9, 7)
     program = lower_model(node_model("MatMul", {"a": a}, constants={"b": b}), chunk=4)

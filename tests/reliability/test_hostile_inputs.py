@@ -34,21 +34,8 @@ from onnx2sql.runtime.generate import Generator
 from onnx2sql.runtime.session import connect
 from onnx2sql.storage.folders import staging_dir
 
-FOLDER_FILES = ["model.onnx", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                "special_tokens_map.json", "chat_template.jinja"]
 VOCAB = 320  # tiny-llama3's vocabulary (and embedding rows)
 DUCKDB_BLOCK, DUCKDB_HEADER = 262144, 12288  # DuckDB's block size and its three header blocks
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_llama3_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the tiny-llama3 model folder with its database compiled into sql/ (once)."""
-    folder = tmp_path_factory.mktemp("tiny") / "tiny"
-    folder.mkdir()
-    for name in FOLDER_FILES:
-        shutil.copy(tiny_llama3_dir / name, folder / name)
-    onnx2sql.compile(folder / "model.onnx", folder / "sql")
-    return folder
 
 
 @dataclass
@@ -300,14 +287,14 @@ CASES = [
 
 
 @pytest.fixture
-def workspace(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+def workspace(tiny_compiled_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     """A fresh working folder; temporary files go to tmp_path/temp so leftovers can be seen."""
     root, temp = tmp_path / "case", tmp_path / "temp"
     root.mkdir()
     temp.mkdir()
     monkeypatch.chdir(root)
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
-    return Workspace(root, tiny)
+    return Workspace(root, tiny_compiled_dir)
 
 
 def _temp_leftovers() -> list[Path]:
