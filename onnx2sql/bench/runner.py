@@ -508,10 +508,17 @@ def capped_runs(config: BenchConfig, names: list[str], options: EngineOptions, p
     return out
 
 
+# What the generation process holds besides DuckDB's buffer pool: about 115 MB on SmolLM2 once the
+# database is open (interpreter, numpy, duckdb, the tokenizer, the program), plus headroom.
+PROCESS_RESERVE_BYTES = 136 * 10**6
+
+
 def duckdb_limit_under(cap_bytes: int, config: BenchConfig) -> str:
-    """DuckDB's buffer pool limit inside the cap: half of it, leaving room for the interpreter,
-    libraries and allocations DuckDB does not count (or the user's --duckdb-memory-limit)."""
-    return config.duckdb_memory_limit or f"{cap_bytes // 2 // 2**20}MiB"
+    """DuckDB's buffer pool limit inside the cap: half of it, and never more than what the process
+    leaves of it, for the interpreter, libraries and allocations DuckDB does not count (or the
+    user's --duckdb-memory-limit)."""
+    limit = min(cap_bytes // 2, cap_bytes - PROCESS_RESERVE_BYTES)
+    return config.duckdb_memory_limit or f"{max(limit, 0) // 2**20}MiB"
 
 
 def capped_run(name: str, cap: CgroupCap, config: BenchConfig, options: EngineOptions,

@@ -27,6 +27,7 @@ from onnx2sql.ops.elementwise import emit_elementwise
 from onnx2sql.ops.reduce import foldable, input_value
 from onnx2sql.ops.registry import register
 from onnx2sql.ops.shape import swap_last_two
+from onnx2sql.storage.quantize import row_bytes
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,18 @@ ROW_PARTS = 2
 MIN_ROWS_PER_PART = 64
 
 
+# A scan hands on up to 2,048 rows at once, and a row here is a whole tile: a table of fewer rows
+# is held in memory whole while it is read. Larger matrices are split into more parts of at most
+# this many bytes, so that a product streams its weights under a small memory limit (a 113 MB
+# fp32 head in one part needed more than an 82 MiB DuckDB limit).
+MAX_PART_BYTES = 16 * 2**20
+
+
+def _tile_bytes(ctx: LowerContext, n: int, k: int, dtype: np.dtype) -> int:
+    """Bytes of an n x k matrix's tiles in the form this program stores them."""
+    return n * row_bytes(k) if ctx.tile_blob(dtype) == "q8" else n * k * np.dtype(dtype).itemsize
+
+
 def product(ctx: LowerContext, a: Operand, bt: Operand, k: Dim, out_shape: Shape, dtype: np.dtype,
             graph_output: bool = False) -> Value:
     """A @ B for A as rows of K (rank >= 1) and B transposed as rows of K (rank >= 1)."""
@@ -93,6 +106,7 @@ def _product_with_weight_tiles(ctx: LowerContext, a_ref: TableRef, bt: Operand, 
     n, k = (cols, rows) if bt.swap else (rows, cols)
     tiles = -(-n // ctx.chunk)
     count = max(1, min(ROW_PARTS, n // MIN_ROWS_PER_PART, tiles))
+    count = min(max(count, -(-_tile_bytes(ctx, n, k, dtype) // MAX_PART_BYTES)), tiles)
     bounds = [tiles * p // count for p in range(count + 1)]
     parts = [ctx.table_ref(t) for t in ctx.weight_tiles(bt.value, transpose=bt.swap, tile_bounds=bounds)]
     return ctx.emit(

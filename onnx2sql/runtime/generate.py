@@ -104,6 +104,7 @@ class Generator:
         limit_bytes = parse_size(memory_limit, "--memory-limit") if memory_limit else None
         if limit_bytes is not None:
             config["memory_limit"] = f"{limit_bytes}b"
+        self.memory_limited = limit_bytes is not None
         self._prepare_database(progress)
         self.spill_dir: Path | None = None
         self.con: duckdb.DuckDBPyConnection | None = None
@@ -288,8 +289,9 @@ class Generator:
         self.con.execute(f"SET VARIABLE {OUTPUT_ROWS_FROM} = {n - 1}")
         self.session.load_inputs(arrays, skip=frozenset() if first else self.past_inputs)
         # A one-token step's intermediates are a few kilobytes: they stay until the next step's
-        # CREATE OR REPLACE, which costs less than the ~1,500 DROPs (about 12% of a step).
-        self.session.execute(drop=n > 1)
+        # CREATE OR REPLACE, which costs less than the ~1,500 DROPs (about 12% of a step). Under a
+        # memory limit they are dropped: each table pins storage blocks of its own.
+        self.session.execute(drop=n > 1 or self.memory_limited)
 
     def _last_logits(self, seq: int) -> np.ndarray:
         vocab = evaluate_dim(self.logits.shape[-1], self.session.bindings)
