@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmark DuckDB against onnxruntime (and llama.cpp) on the same weights")
     p.add_argument("model_dir", help="an exported model folder")
-    p.add_argument("--engines", default="duckdb,duckdb-sql,onnxruntime,llama.cpp",
+    p.add_argument("--engines", default="duckdb,duckdb-sql,duckdb-int8,onnxruntime,llama.cpp,llama.cpp-q8_0",
                    help="comma-separated engines to run (duckdb: native kernels; duckdb-sql: pure SQL; duckdb-int8: "
                         "int8 weight tiles; onnxruntime; llama.cpp: F32; llama.cpp-q8_0: llama.cpp's Q8_0)")
     p.add_argument("--prompt-lens", default="16,128", help="comma-separated prompt lengths in tokens")
