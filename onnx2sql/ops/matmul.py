@@ -106,7 +106,7 @@ def _product_with_weight_tiles(ctx: LowerContext, a_ref: TableRef, bt: Operand, 
     n, k = (cols, rows) if bt.swap else (rows, cols)
     tiles = -(-n // ctx.chunk)
     count = max(1, min(ROW_PARTS, n // MIN_ROWS_PER_PART, tiles))
-    count = min(max(count, -(-_tile_bytes(ctx, n, k, dtype) // MAX_PART_BYTES)), tiles)
+    count = max(1, min(max(count, -(-_tile_bytes(ctx, n, k, dtype) // MAX_PART_BYTES)), tiles))
     bounds = [tiles * p // count for p in range(count + 1)]
     parts = [ctx.table_ref(t) for t in ctx.weight_tiles(bt.value, transpose=bt.swap, tile_bounds=bounds)]
     return ctx.emit(

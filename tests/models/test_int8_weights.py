@@ -104,9 +104,9 @@ def test_int8_needs_the_native_kernels(tiny_llama3_dir: Path, tmp_path: Path) ->
 def test_a_db_of_the_other_weight_format_is_refused(tiny_int8: tuple[Path, Path], tiny_llama3_dir: Path) -> None:
     compiled, _ = tiny_int8
     with pytest.raises(onnx2sql.InputError) as info:
-        Generator(tiny_llama3_dir, db=compiled / "model.duckdb", weights="fp32", progress=False)
+        Generator(tiny_llama3_dir, db=compiled / "model.duckdb", kernels="native", weights="fp32", progress=False)
     assert "was compiled with --weights int8, not fp32" in str(info.value)
-    with Generator(tiny_llama3_dir, db=compiled / "model.duckdb", progress=False) as gen:
+    with Generator(tiny_llama3_dir, db=compiled / "model.duckdb", kernels="native", progress=False) as gen:
         assert gen.program.weight_format == "int8"  # no --weights: the database's own
 
 
