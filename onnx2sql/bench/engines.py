@@ -72,10 +72,12 @@ class DuckDBEngine(Engine):
     name = "duckdb"
 
     def kernels(self) -> str | None:
-        return self.options.kernels
+        # Asked for explicitly: a model folder's database left in pure SQL by an earlier
+        # `--kernels sql` is compiled again with the kernels rather than measured as `duckdb`.
+        return self.options.kernels or "auto"
 
     def weights(self) -> str | None:
-        return None  # the database's own; fp32 when compiling
+        return "fp32"
 
     def database(self) -> Path:
         from onnx2sql.runtime.generate import default_db
