@@ -116,8 +116,8 @@ class Generator:
             self.con = CountingConnection(con)
             if limit_bytes is not None and limit_bytes < REGION_WEIGHT_SHARE * self.program.largest_region_weights():
                 # A region holds the scans and results of many ops at once; when one region's
-                # weights would take half of the memory or more, each op runs alone so DuckDB streams one
-                # product's weights at a time.
+                # weights would take half of the memory or more, each op runs alone so DuckDB
+                # streams one product's weights at a time.
                 self.program.finish(region_size=1)
             self._prepare_program()
         except BaseException:
