@@ -57,10 +57,14 @@ class WeightTable:
 
     def stored_bytes(self) -> int:
         """Bytes of values the table holds (int8 tiles: their scales and int8 values)."""
-        if self.blob == "q8":
-            rows, width = self.array.shape
-            return rows * row_bytes(width)
+        if self.tile_rows:
+            return tile_bytes(self.blob, *self.array.shape, self.array.dtype)
         return int(self.array.nbytes)
+
+
+def tile_bytes(blob: str, rows: int, width: int, dtype: np.dtype) -> int:
+    """Bytes of the values of a rows x width matrix's tiles in the form `blob` (WeightTable.blob)."""
+    return rows * row_bytes(width) if blob == "q8" else rows * width * np.dtype(dtype).itemsize
 
 
 # A known tensor of at most this many elements that an op reads as a table is written into the

@@ -22,12 +22,11 @@ from onnx2sql.errors import ShapeError
 from onnx2sql.graph.symbolic import Dim, Shape, is_one, static_value
 from onnx2sql.graph.values import Known, Runtime, Value, shape_of
 from onnx2sql.ops.broadcast import broadcast_shapes
-from onnx2sql.ops.context import TILE_KERNELS, LowerContext, NodeView, TableRef
+from onnx2sql.ops.context import TILE_KERNELS, LowerContext, NodeView, TableRef, tile_bytes
 from onnx2sql.ops.elementwise import emit_elementwise
 from onnx2sql.ops.reduce import foldable, input_value
 from onnx2sql.ops.registry import register
 from onnx2sql.ops.shape import swap_last_two
-from onnx2sql.storage.quantize import row_bytes
 
 
 @dataclass(frozen=True)
@@ -70,10 +69,6 @@ MIN_ROWS_PER_PART = 64
 MAX_PART_BYTES = 16 * 2**20
 
 
-def _tile_bytes(ctx: LowerContext, n: int, k: int, dtype: np.dtype) -> int:
-    """Bytes of an n x k matrix's tiles in the form this program stores them."""
-    return n * row_bytes(k) if ctx.tile_blob(dtype) == "q8" else n * k * np.dtype(dtype).itemsize
-
 
 def product(ctx: LowerContext, a: Operand, bt: Operand, k: Dim, out_shape: Shape, dtype: np.dtype,
             graph_output: bool = False) -> Value:
@@ -106,7 +101,8 @@ def _product_with_weight_tiles(ctx: LowerContext, a_ref: TableRef, bt: Operand, 
     n, k = (cols, rows) if bt.swap else (rows, cols)
     tiles = -(-n // ctx.chunk)
     count = max(1, min(ROW_PARTS, n // MIN_ROWS_PER_PART, tiles))
-    count = max(1, min(max(count, -(-_tile_bytes(ctx, n, k, dtype) // MAX_PART_BYTES)), tiles))
+    by_bytes = -(-tile_bytes(ctx.tile_blob(dtype), n, k, dtype) // MAX_PART_BYTES)
+    count = max(1, min(max(count, by_bytes), tiles))
     bounds = [tiles * p // count for p in range(count + 1)]
     parts = [ctx.table_ref(t) for t in ctx.weight_tiles(bt.value, transpose=bt.swap, tile_bounds=bounds)]
     return ctx.emit(
