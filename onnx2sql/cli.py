@@ -8,6 +8,7 @@ from pathlib import Path
 
 from onnx2sql.emit.regions import DEFAULT_REGION_SIZE
 from onnx2sql.errors import Onnx2SqlError, UsageError
+from onnx2sql.runtime.kernel_mode import KERNEL_MODES, WEIGHT_FORMATS
 
 # Exit codes: 0 success, 1 an error (bad model, file or input), 2 a usage error (a flag or
 # argument that can never work), 130 interrupted (Ctrl-C).
@@ -83,13 +84,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _kernels_flag(p: argparse.ArgumentParser, note: str = "") -> None:
-    p.add_argument("--kernels", choices=["auto", "native", "sql"], default=None,
+    p.add_argument("--kernels", choices=KERNEL_MODES, default=None,
                    help=f"{note}native: float32 products call the DuckDB extension built from kernels/; sql: pure "
                         "SQL; auto (the default): native where it builds and loads")
 
 
 def _weights_flag(p: argparse.ArgumentParser, note: str = "") -> None:
-    p.add_argument("--weights", choices=["fp32", "int8"], default=None,
+    p.add_argument("--weights", choices=WEIGHT_FORMATS, default=None,
                    help=f"{note}fp32 (the default): exact; int8: matrix weights stored as int8 with a float32 "
                         "scale per 32 values (about a quarter of the bytes; needs the native kernels)")
 

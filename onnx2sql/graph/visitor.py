@@ -18,6 +18,7 @@ from onnx2sql.graph.values import Known, Runtime, Value
 from onnx2sql.ops.fusion import drop_unread, fuse_elementwise
 from onnx2sql.ops.context import DataDependentInput, LowerContext, LoweringProblem, NodeView
 from onnx2sql.ops.registry import find_lowering, op_version
+from onnx2sql.runtime.kernel_mode import WEIGHT_FORMATS
 
 
 def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK,
@@ -34,7 +35,7 @@ def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK,
     stores the known matrices of those products as int8 tiles (native kernels only)."""
     if kernels not in ("native", "sql"):
         raise ModelError(f"kernels must be 'native' or 'sql', got {kernels!r}")
-    if weights not in ("fp32", "int8") or (weights == "int8" and kernels != "native"):
+    if weights not in WEIGHT_FORMATS or (weights == "int8" and kernels != "native"):
         raise ModelError(f"weights must be 'fp32', or 'int8' with native kernels; got {weights!r} with {kernels!r}")
     if chunk < 1:
         raise ModelError(f"chunk size must be at least 1, got {chunk}")
