@@ -20,7 +20,7 @@ from onnx2sql.emit.dims import evaluate_dim, static_dim
 from onnx2sql.emit.program import OUTPUT_ROWS_FROM, Program
 from onnx2sql.emit.sql import quote_ident, render
 from onnx2sql.errors import InputError, UsageError
-from onnx2sql.runtime.kernel_mode import requested_mode, resolve_kernels, resolve_weights
+from onnx2sql.runtime.kernel_mode import check_weight_format, requested_mode, resolve_weights
 from onnx2sql.runtime.session import CountingConnection, Session
 from onnx2sql.runtime.text import ModelFolder
 from onnx2sql.sizes import parse_size
@@ -94,11 +94,11 @@ class Generator:
         # The model folder's own database is onnx2sql's to replace; a --db the user named is not.
         self.own_db = self.db_path.resolve() == default_db(self.folder.path).resolve()
         requested = requested_mode(kernels)
-        self.weights = weights
         if weights is not None:
-            self.kernels: str | None = resolve_weights(weights, requested)[0]
-        else:
-            self.kernels = resolve_kernels(requested) if requested is not None else None
+            check_weight_format(weights)
+        self.weights = weights
+        # int8 decides the kernels (native); fp32 leaves them to --kernels, or to the database's.
+        self.kernels = resolve_weights(weights, requested)[0] if weights == "int8" or requested is not None else None
         config: dict[str, str] = {}
         # DuckDB takes a byte count; checked here so a typo names the flag.
         limit_bytes = parse_size(memory_limit, "--memory-limit") if memory_limit else None

@@ -45,13 +45,17 @@ def resolve_kernels(mode: str | None) -> str:
     return "sql"
 
 
+def check_weight_format(weights: str) -> None:
+    if weights not in WEIGHT_FORMATS:
+        raise InputError(f"--weights must be one of {', '.join(WEIGHT_FORMATS)}, got {weights!r}")
+
+
 def resolve_weights(weights: str | None, kernels: str | None) -> tuple[str, str]:
     """(kernel mode, weight format) for a requested weight format (None: fp32) and kernel mode.
     int8 weights need the native kernels: asking for them with --kernels sql is refused, and
     `auto` must then find the kernels (no silent fall back to pure SQL)."""
     weights = weights or "fp32"
-    if weights not in WEIGHT_FORMATS:
-        raise InputError(f"--weights must be one of {', '.join(WEIGHT_FORMATS)}, got {weights!r}")
+    check_weight_format(weights)
     if weights == "fp32":
         return resolve_kernels(kernels), weights
     mode = kernels or default_mode()

@@ -131,3 +131,13 @@ def test_smollm2_int8_greedy_tokens_and_logit_error(smollm2_int8: Generator, smo
     fp32 = ort_outputs(smollm2_dir / "model.onnx", feeds(smollm2_dir / "model.onnx", sequence))["logits"][0]
     errors = [float(np.abs(step - fp32[len(ids) - 1 + k]).max()) for k, step in enumerate(logits)]
     assert max(errors) <= SMOLLM2_LOGIT_BOUND, errors
+
+
+def test_asking_for_fp32_keeps_the_databases_kernels(tiny_llama3_dir: Path, tmp_path: Path) -> None:
+    """--weights fp32 alone says nothing of the kernels: a pure-SQL --db opens as it is."""
+    compiled = onnx2sql.compile(tiny_llama3_dir / "model.onnx", tmp_path / "sql", kernels="sql")
+    with Generator(tiny_llama3_dir, db=compiled / "model.duckdb", weights="fp32", progress=False) as gen:
+        assert (gen.program.kernels, gen.program.weight_format) == ("sql", "fp32")
+    with pytest.raises(onnx2sql.InputError) as info:
+        Generator(tiny_llama3_dir, db=compiled / "model.duckdb", weights="int4", progress=False)
+    assert "--weights must be one of fp32, int8, got 'int4'" in str(info.value)
