@@ -9,6 +9,7 @@ from pathlib import Path
 from onnx2sql.emit.regions import DEFAULT_REGION_SIZE
 from onnx2sql.errors import Onnx2SqlError, UsageError
 from onnx2sql.runtime.kernel_mode import KERNEL_MODES, WEIGHT_FORMATS
+from onnx2sql.runtime.prompts import DEFAULT_BATCH
 
 # Exit codes: 0 success, 1 an error (bad model, file or input), 2 a usage error (a flag or
 # argument that can never work), 130 interrupted (Ctrl-C).
@@ -51,6 +52,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     sampling.check()  # before the model is opened (or compiled): a bad flag fails at once
     if args.max_new_tokens < 1:
         raise UsageError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    if (args.prompt is None) == (args.prompts_file is None):
+        raise UsageError("give either --prompt or --prompts-file")
+    if args.prompts_file is not None:
+        return _generate_file(args, sampling)
+    if args.output is not None or args.batch is not None:
+        raise UsageError(f"{'-o' if args.output is not None else '--batch'} goes with --prompts-file")
     stream = None if args.json else _write_now
     with Generator(args.model_dir, db=args.db, memory_limit=args.memory_limit, progress=not args.json,
                    kernels=args.kernels, weights=args.weights) as gen:
@@ -61,6 +68,29 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         print()
         print(f"[{len(result.token_ids)} tokens, finish: {result.finish_reason}; time to first token "
               f"{result.ttft_s:.2f} s, decode {result.tokens_per_s:.2f} tokens/s]", file=sys.stderr)
+    return 0
+
+
+def _generate_file(args: argparse.Namespace, sampling) -> int:
+    """generate --prompts-file: JSON lines in, JSON lines out, in batches."""
+    from onnx2sql.runtime.generate import Generator
+    from onnx2sql.runtime.prompts import check_output_file, describe_batch, generate_file, read_prompts
+
+    if args.output is None:
+        raise UsageError("--prompts-file needs -o, the JSON-lines file to write the results to")
+    if args.json:
+        raise UsageError("--json goes with --prompt; --prompts-file always writes JSON lines")
+    batch = DEFAULT_BATCH if args.batch is None else args.batch
+    if batch < 1:
+        raise UsageError(f"--batch must be at least 1, got {batch}")
+    out = Path(args.output)
+    check_output_file(out)
+    read_prompts(Path(args.prompts_file))  # a bad file fails before the model is opened
+    with Generator(args.model_dir, db=args.db, memory_limit=args.memory_limit, progress=True,
+                   kernels=args.kernels, weights=args.weights) as gen:
+        lines = generate_file(gen, Path(args.prompts_file), out, batch, args.max_new_tokens, sampling, args.chat,
+                              on_batch=lambda k, n, done: print(describe_batch(k, n, done), file=sys.stderr))
+    print(f"[{len(lines)} results written to {out}]", file=sys.stderr)
     return 0
 
 
@@ -139,7 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="generate text with every multiply done in DuckDB")
     p.add_argument("model_dir", help="an exported model folder (model.onnx, config, tokenizer)")
-    p.add_argument("--prompt", required=True, help="the text to continue")
+    p.add_argument("--prompt", default=None, help="the text to continue")
+    p.add_argument("--prompts-file", default=None,
+                   help='JSON lines, one {"id": ..., "prompt": "...", "max_new_tokens": n, "seed": s} per line '
+                        "(only prompt is required): each prompt is generated, in batches, and written to -o")
+    p.add_argument("-o", "--output", default=None, help="with --prompts-file: the JSON-lines file of results")
+    p.add_argument("--batch", type=int, default=None,
+                   help=f"with --prompts-file: sequences generated together in the same statements (default {DEFAULT_BATCH})")
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--temperature", type=float, default=0.0, help="0 (the default) is greedy")
     p.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0: all)")

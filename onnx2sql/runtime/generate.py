@@ -9,7 +9,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import duckdb
 import numpy as np
@@ -72,6 +72,27 @@ class Generation:
         return {"prompt_ids": self.prompt_ids, "token_ids": self.token_ids, "text": self.text,
                 "ttft_s": self.ttft_s, "tokens_per_s": self.tokens_per_s, "finish_reason": self.finish_reason,
                 "statements_per_step": self.statements_per_step}
+
+
+@dataclass
+class Batch:
+    """Sequences generated together, with the batch's figures."""
+    generations: list[Generation]
+    ttft_s: float  # until every sequence had its first token (the prefill of the whole batch)
+    decode_tokens_per_s: float  # tokens after the first, of all sequences, per second of decoding
+    statements_per_step: int  # SQL statements in the last step, for the whole batch
+
+
+def _left_padded(prompts: Sequence[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids [batch, longest prompt], each prompt at the right end, and the attention mask (0 on
+    the padding, whose token id, 0, is never attended to)."""
+    width = max(len(p) for p in prompts)
+    ids = np.zeros((len(prompts), width), np.int64)
+    mask = np.zeros((len(prompts), width), np.int64)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt):] = prompt
+        mask[row, width - len(prompt):] = 1
+    return ids, mask
 
 
 def default_db(model_dir: Path) -> Path:
@@ -199,63 +220,125 @@ class Generator:
 
     def generate(self, prompt: str, max_new_tokens: int = 32, sampling: Sampling = Sampling(), chat: bool = False,
                  on_text: Callable[[str], None] | None = None) -> Generation:
+        return self.generate_ids(self.encode(prompt, chat), max_new_tokens, sampling, on_text)
+
+    def encode(self, prompt: str, chat: bool = False) -> list[int]:
         if not prompt:
             raise InputError("the prompt is empty")
         ids = self.folder.encode(prompt, chat=chat)
         if not ids:
             raise InputError("the prompt encodes to no tokens")
-        return self.generate_ids(ids, max_new_tokens, sampling, on_text)
+        return ids
 
     def generate_ids(self, prompt_ids: list[int], max_new_tokens: int, sampling: Sampling = Sampling(),
                      on_text: Callable[[str], None] | None = None,
                      on_logits: Callable[[np.ndarray], None] | None = None) -> Generation:
-        """Generate from token ids. `on_logits`, for checking, receives each step's last logits row
-        read back from the database (the loop itself never reads logits into Python)."""
-        sampling.check()
-        if max_new_tokens < 1:
-            raise UsageError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
-        self._check_token_ids(prompt_ids)
-        limit = self.folder.context_length
-        if len(prompt_ids) + max_new_tokens > limit:
-            raise InputError(f"prompt ({len(prompt_ids)} tokens) plus {max_new_tokens} new tokens exceeds the "
-                             f"model's context of {limit} tokens")
-        result = Generation(list(prompt_ids))
-        rng = np.random.default_rng(sampling.seed)
-        start = time.perf_counter()
-        decode_start = start
+        """Generate from token ids. `on_text` receives the text as it grows; `on_logits`, for
+        checking, each step's last logits row read back from the database (the loop itself never
+        reads logits into Python)."""
         shown = ""
-        step_ids, past = list(prompt_ids), 0
+
+        def stream(results: list[Generation]) -> None:
+            nonlocal shown
+            text = self.folder.decode(results[0].token_ids)
+            on_text(text[len(shown):])
+            shown = text
+
+        batch = self.generate_batch_ids([prompt_ids], max_new_tokens, sampling,
+                                        on_step=stream if on_text is not None else None,
+                                        on_logits=(lambda rows: on_logits(rows[0])) if on_logits is not None else None)
+        return batch.generations[0]
+
+    def generate_batch(self, prompts: Sequence[str], max_new_tokens: int | Sequence[int] = 32,
+                       sampling: Sampling = Sampling(), chat: bool = False,
+                       seeds: Sequence[int | None] | None = None) -> "Batch":
+        """Generate from several prompts at once, in the same statements; see generate_batch_ids."""
+        return self.generate_batch_ids([self.encode(p, chat) for p in prompts], max_new_tokens, sampling, seeds)
+
+    def generate_batch_ids(self, prompts: Sequence[list[int]], max_new_tokens: int | Sequence[int],
+                           sampling: Sampling = Sampling(), seeds: Sequence[int | None] | None = None,
+                           on_step: Callable[[list[Generation]], None] | None = None,
+                           on_logits: Callable[[list[np.ndarray]], None] | None = None) -> "Batch":
+        """Generate for several sequences in the same statements: sequence k is batch row k. Prompts
+        are padded on the left and the padding masked, so a sequence's tokens are those it gets
+        alone. Each sequence stops at its own end-of-text token or token limit (`max_new_tokens`,
+        one for all or one each) and samples from its own generator (`seeds`, one each; default
+        the sampling's seed for all). A sequence that has stopped rides along until all have."""
+        sampling.check()
+        limits = self._check_batch(prompts, max_new_tokens, seeds)
+        rngs = [np.random.default_rng(seed) for seed in (seeds if seeds is not None else [sampling.seed] * len(prompts))]
+        results = [Generation(list(p)) for p in prompts]
+        finished_at: list[float | None] = [None] * len(prompts)
+        ids, mask = _left_padded(prompts)
+        start = time.perf_counter()
+        decode_start, past, statements = start, 0, 0
         try:
-            for step in range(max_new_tokens):
+            for step in range(max(limits)):
                 counted = self.con.statements
-                self._run_step(step_ids, past, first=step == 0)
+                self._run_step(ids, mask, past, first=step == 0)
                 self._promote_presents()  # the next step's cache; harmless after the last step
-                token = self._choose(len(step_ids) - 1, sampling, rng)
-                result.statements_per_step = self.con.statements - counted
+                alive = [at is None for at in finished_at]
+                tokens = self._choose(ids.shape[1] - 1, sampling, [r if a else None for r, a in zip(rngs, alive)])
+                statements = self.con.statements - counted
                 if on_logits is not None:
-                    on_logits(self._last_logits(len(step_ids)))
-                result.token_ids.append(token)
+                    on_logits([self._last_logits(b, ids.shape[1]) for b in range(len(prompts))])
+                now = time.perf_counter()
                 if step == 0:
-                    result.ttft_s = time.perf_counter() - start
-                    decode_start = time.perf_counter()
-                if on_text is not None:
-                    text = self.folder.decode(result.token_ids)
-                    on_text(text[len(shown):])
-                    shown = text
-                if token in self.folder.eos_ids:
-                    result.finish_reason = "eos"
+                    decode_start = now
+                for b, token in enumerate(tokens):
+                    if alive[b]:
+                        results[b].token_ids.append(token)
+                        if token in self.folder.eos_ids:
+                            results[b].finish_reason = "eos"
+                        if token in self.folder.eos_ids or len(results[b].token_ids) >= limits[b]:
+                            finished_at[b] = now
+                if on_step is not None:
+                    on_step(results)
+                if all(at is not None for at in finished_at):
                     break
-                past, step_ids = past + len(step_ids), [token]
+                past += ids.shape[1]
+                ids = np.array(tokens, dtype=np.int64)[:, None]
+                mask = np.concatenate([mask, np.ones((len(prompts), 1), np.int64)], axis=1)
         except duckdb.Error as exc:
             explain_database_error(self.db_path, exc)
             raise
         finally:
             self._drop_temporaries()
-        decoded = len(result.token_ids) - 1
-        elapsed = time.perf_counter() - decode_start
-        result.tokens_per_s = decoded / elapsed if decoded > 0 and elapsed > 0 else 0.0
-        result.text = self.folder.decode(result.token_ids)
-        return result
+        ttft = decode_start - start
+        for result, at in zip(results, finished_at):
+            decoded, elapsed = len(result.token_ids) - 1, (at or decode_start) - decode_start
+            result.tokens_per_s = decoded / elapsed if decoded > 0 and elapsed > 0 else 0.0
+            result.ttft_s, result.statements_per_step = ttft, statements
+            result.text = self.folder.decode(result.token_ids)
+        decoded = sum(len(r.token_ids) - 1 for r in results)
+        elapsed = max(at or decode_start for at in finished_at) - decode_start
+        return Batch(results, ttft, decoded / elapsed if decoded > 0 and elapsed > 0 else 0.0, statements)
+
+    def _check_batch(self, prompts: Sequence[list[int]], max_new_tokens: int | Sequence[int],
+                     seeds: Sequence[int | None] | None) -> list[int]:
+        """Each sequence's token limit, once the prompts, limits and seeds are known to be usable."""
+        if not prompts:
+            raise UsageError("no prompts to generate from")
+        limits = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+        if len(limits) != len(prompts) or (seeds is not None and len(seeds) != len(prompts)):
+            raise UsageError(f"{len(prompts)} prompts need as many token limits and seeds, got {len(limits)} limits"
+                             f"{'' if seeds is None else f' and {len(seeds)} seeds'}")
+        for limit in limits:
+            if limit < 1:
+                raise UsageError(f"--max-new-tokens must be at least 1, got {limit}")
+        for seed in seeds or []:
+            if seed is not None and seed < 0:
+                raise UsageError(f"--seed must be >= 0, got {seed}")
+        for ids in prompts:
+            if not ids:
+                raise InputError("a prompt has no tokens")
+            self._check_token_ids(ids)
+        width, context = max(len(p) for p in prompts), self.folder.context_length
+        if width + max(limits) > context:
+            which = "prompt" if len(prompts) == 1 else "the longest prompt"
+            raise InputError(f"{which} ({width} tokens) plus {max(limits)} new tokens exceeds the "
+                             f"model's context of {context} tokens")
+        return limits
 
     def _check_token_ids(self, ids: list[int]) -> None:
         """A token id the embedding has no row for would silently select nothing in SQL."""
@@ -272,18 +355,21 @@ class Generator:
         except duckdb.Error:
             pass  # the step's own error, already raised, says more
 
-    def _run_step(self, ids: list[int], past: int, first: bool) -> None:
-        n = len(ids)
-        arrays: dict[str, np.ndarray] = {
-            "input_ids": np.array([ids], dtype=np.int64),
-            "attention_mask": np.ones((1, past + n), dtype=np.int64),
-            "position_ids": np.arange(past, past + n, dtype=np.int64)[None, :],
-        }
+    def _run_step(self, ids: np.ndarray, mask: np.ndarray, past: int, first: bool) -> None:
+        """One step for every sequence: `ids` is [batch, n] new tokens, `mask` [batch, past + n]
+        (0 on padding)."""
+        batch, n = ids.shape
+        # A sequence's positions count its own tokens only; padding takes position 1, as the
+        # exporters' reference code does (its rows are masked anyway).
+        positions = np.cumsum(mask, axis=1) - 1
+        positions[mask == 0] = 1
+        arrays: dict[str, np.ndarray] = {"input_ids": ids, "attention_mask": mask,
+                                         "position_ids": positions[:, past:]}
         for spec in self.program.inputs:
             if spec.name.startswith(PAST_PREFIX):
                 # Only the shape is read: the cache itself is already in its table.
                 heads, head_dim = int(spec.shape[1]), int(spec.shape[3])
-                arrays[spec.name] = np.broadcast_to(np.float32(0), (1, heads, past, head_dim))
+                arrays[spec.name] = np.broadcast_to(np.float32(0), (batch, heads, past, head_dim))
         self.session.bind(arrays)
         # Only the last position's logits are read: the head skips the prompt's other rows.
         self.con.execute(f"SET VARIABLE {OUTPUT_ROWS_FROM} = {n - 1}")
@@ -293,20 +379,25 @@ class Generator:
         # memory limit they are dropped: each table pins storage blocks of its own.
         self.session.execute(drop=n > 1 or self.memory_limited)
 
-    def _last_logits(self, seq: int) -> np.ndarray:
+    def _last_logits(self, row: int, seq: int) -> np.ndarray:
         vocab = evaluate_dim(self.logits.shape[-1], self.session.bindings)
         return read_table(self.con, self.logits.table, len(self.logits.shape), (vocab,), np.dtype(self.logits.dtype),
-                          where=f"i0 = 0 AND i1 = {int(seq - 1)}")
+                          where=f"i0 = {int(row)} AND i1 = {int(seq - 1)}")
 
-    def _choose(self, position: int, sampling: Sampling, rng: np.random.Generator) -> int:
+    def _choose(self, position: int, sampling: Sampling, rngs: list[np.random.Generator | None]) -> list[int]:
+        """Every sequence's next token, in one statement; a sequence whose generator is None has
+        stopped, and draws nothing."""
         if sampling.greedy:
-            row = self.con.execute(self.greedy_sql, {"pos": position}).fetchall()[0]
+            rows = self.con.execute(self.greedy_sql, {"pos": position}).fetchall()
         else:
-            row = self.con.execute(self.sample_sql, {
+            rows = self.con.execute(self.sample_sql, {
                 "pos": position, "temperature": float(sampling.temperature), "top_k": int(sampling.top_k),
-                "top_p": float(sampling.top_p), "u": float(rng.random()),
-            }).fetchall()[0]
-        return int(row[0])
+                "top_p": float(sampling.top_p), "u": [float(r.random()) if r is not None else 0.0 for r in rngs],
+            }).fetchall()
+        if [int(r[0]) for r in rows] != list(range(len(rngs))):
+            raise InputError(f"the logits of {len(rngs)} sequences came out as {len(rows)} rows: does an index input "
+                             "select rows that do not exist?")
+        return [int(r[1]) for r in rows]
 
     def _promote_presents(self) -> None:
         """present.* tables become the next step's past_key_values.* tables, renamed in place."""
