@@ -5,7 +5,7 @@ from onnx2sql.errors import DatabaseError, InputError, ModelError, Onnx2SqlError
     UnsupportedOpError, UsageError
 
 __version__ = "0.1.0"
-__all__ = ["compile", "run", "Onnx2SqlError", "UnsupportedOpError", "ShapeError", "InputError", "ModelError",
+__all__ = ["compile", "run", "generate_file", "Onnx2SqlError", "UnsupportedOpError", "ShapeError", "InputError", "ModelError",
            "UsageError", "DatabaseError"]
 
 
@@ -21,3 +21,17 @@ def run(model, feeds, chunk_size=None, **options):
     from onnx2sql.api import run as _run
 
     return _run(model, feeds, chunk_size=chunk_size, **options)
+
+
+def generate_file(model_dir, prompts_file, out, batch=None, max_new_tokens=32, sampling=None, chat=False, **options):
+    """Generate for every prompt of a JSON-lines file and write the results to `out` (as `onnx2sql
+    generate --prompts-file`); `options` (db, memory_limit, kernels, weights) open the Generator.
+    Returns the lines written."""
+    from pathlib import Path
+
+    from onnx2sql.runtime.generate import Generator
+    from onnx2sql.runtime.prompts import DEFAULT_BATCH, generate_file as _generate_file
+
+    with Generator(model_dir, progress=False, **options) as gen:
+        return _generate_file(gen, Path(prompts_file), Path(out), DEFAULT_BATCH if batch is None else batch,
+                              max_new_tokens, sampling, chat)

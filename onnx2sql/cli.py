@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duckdb-memory-limit", default=None,
                    help="DuckDB's memory_limit in the capped runs (default: half the cap)")
     p.add_argument("--cap-timeout", type=float, default=900.0, help="seconds a capped run may take")
+    p.add_argument("--batch", type=int, default=None,
+                   help="also generate this many different prompts at once per prompt length (aggregate decode "
+                        "tokens/s; engines that batch: the DuckDB ones and onnxruntime)")
     p.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up run of each engine")
     p.add_argument("--out", default=None, help="JSON results file or folder (default MODEL_DIR/bench/results.json)")
     p.add_argument("--plot", default=None, help="PNG chart file or folder (default: next to --out)")

@@ -13,7 +13,7 @@ RESULTS_JSON, RESULTS_PNG = "results.json", "results.png"
 
 def bench_command(args: argparse.Namespace) -> int:
     from onnx2sql.bench.memory import parse_size
-    from onnx2sql.bench.report import format_agreement, format_table, mismatches, write_json
+    from onnx2sql.bench.report import format_agreement, format_batch, format_table, mismatches, write_json
     from onnx2sql.bench.runner import BenchConfig, log, run_bench
 
     model_dir = Path(args.model_dir)
@@ -24,7 +24,7 @@ def bench_command(args: argparse.Namespace) -> int:
         new_tokens=args.new_tokens, repeats=args.repeats,
         memory_cap_bytes=parse_size(args.memory_cap) if args.memory_cap else None,
         duckdb_memory_limit=args.duckdb_memory_limit, cap_timeout_s=args.cap_timeout, warmup=not args.no_warmup,
-        kernels=args.kernels,
+        kernels=args.kernels, batch=args.batch,
     )
     result = run_bench(config)
     write_json(result, out)
@@ -34,8 +34,8 @@ def bench_command(args: argparse.Namespace) -> int:
     print(format_table(result))
     if mismatches(result):
         # Repeated where it cannot be missed, after all the progress output.
-        print("\n".join(line for line in format_agreement(result["agreement"], result["engines"]) if "MISMATCH" in line),
-              file=sys.stderr)
+        lines = format_agreement(result["agreement"], result["engines"]) + format_batch(result)
+        print("\n".join(line for line in lines if "MISMATCH" in line), file=sys.stderr)
     return 0
 
 

@@ -37,6 +37,17 @@ class Run:
     statements_per_step: int | None = None  # SQL statements in a decode step (database engines)
 
 
+@dataclass
+class BatchRun:
+    tokens: list[list[int]]  # each sequence's
+    ttft_s: float  # until every sequence had its first token
+    decode_tokens_per_s: float  # tokens after the first, of all sequences, per second of decoding
+
+
+class BatchUnsupported(Exception):
+    """The engine generates one sequence at a time only."""
+
+
 class Engine(ABC):
     name: ClassVar[str]
     # The weights' precision: tokens are compared with onnxruntime's where it is the same (fp32).
@@ -57,6 +68,10 @@ class Engine(ABC):
     @abstractmethod
     def disk_files(self) -> list[Path]:
         """The files the engine reads its weights from (known before `setup`)."""
+
+    def generate_batch(self, prompts: list[list[int]], new_tokens: int) -> BatchRun:
+        """Greedy generation for several sequences at once, each stopping at its end-of-text."""
+        raise BatchUnsupported(f"{self.name} generates one sequence at a time here")
 
     def close(self) -> None:
         pass
@@ -102,6 +117,10 @@ class DuckDBEngine(Engine):
         count = iter(range(1, new_tokens + 1))
         result = self.generator.generate_ids(prompt_ids, new_tokens, on_text=lambda _: on_token(next(count)))
         return Run(result.token_ids, result.ttft_s, result.tokens_per_s, result.statements_per_step)
+
+    def generate_batch(self, prompts: list[list[int]], new_tokens: int) -> BatchRun:
+        batch = self.generator.generate_batch_ids(prompts, new_tokens)
+        return BatchRun([g.token_ids for g in batch.generations], batch.ttft_s, batch.decode_tokens_per_s)
 
     def disk_files(self) -> list[Path]:
         return [self.database()]
@@ -191,12 +210,45 @@ class OnnxRuntimeEngine(StepEngine):
         self.past = {name: np.zeros((1, heads, 0, dim), np.float32) for name, (heads, dim) in self.past_shapes.items()}
 
     def step(self, ids: list[int], past: int) -> np.ndarray:
-        n = len(ids)
-        feeds = {"input_ids": np.array([ids], np.int64), "attention_mask": np.ones((1, past + n), np.int64),
-                 "position_ids": np.arange(past, past + n, dtype=np.int64)[None, :], **self.past}
+        return self.run_step(np.array([ids], np.int64), np.ones((1, past + len(ids)), np.int64))[0]
+
+    def run_step(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Feed [batch, n] new tokens after the cached past (`mask`: [batch, past + n], 0 on padding);
+        the last position's logits of each sequence."""
+        positions = np.cumsum(mask, axis=1) - 1
+        positions[mask == 0] = 1  # padding, masked anyway
+        feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": positions[:, -ids.shape[1]:], **self.past}
         out = dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
         self.past = {k.replace("present.", "past_key_values."): v for k, v in out.items() if k.startswith("present.")}
-        return out["logits"][0, -1]
+        return out["logits"][:, -1]
+
+    def generate_batch(self, prompts: list[list[int]], new_tokens: int) -> BatchRun:
+        """The same batch as DuckDB's: prompts padded on the left and masked, stops per sequence."""
+        width = max(len(p) for p in prompts)
+        ids = np.zeros((len(prompts), width), np.int64)
+        mask = np.zeros((len(prompts), width), np.int64)
+        for row, prompt in enumerate(prompts):
+            ids[row, width - len(prompt):], mask[row, width - len(prompt):] = prompt, 1
+        self.past = {name: np.zeros((len(prompts), heads, 0, dim), np.float32)
+                     for name, (heads, dim) in self.past_shapes.items()}
+        tokens: list[list[int]] = [[] for _ in prompts]
+        done = [False] * len(prompts)
+        start = time.perf_counter()
+        first_at = start
+        for k in range(new_tokens):
+            chosen = np.argmax(self.run_step(ids, mask), axis=-1)
+            if k == 0:
+                first_at = time.perf_counter()
+            for row, token in enumerate(chosen):
+                if not done[row]:
+                    tokens[row].append(int(token))
+                    done[row] = int(token) in self.options.eos_ids
+            if all(done):
+                break
+            ids, mask = chosen[:, None].astype(np.int64), np.concatenate([mask, np.ones((len(prompts), 1), np.int64)], 1)
+        elapsed = time.perf_counter() - first_at
+        decoded = sum(len(t) - 1 for t in tokens)
+        return BatchRun(tokens, first_at - start, decoded / elapsed if decoded > 0 and elapsed > 0 else 0.0)
 
     def disk_files(self) -> list[Path]:
         model = self.model_dir / "model.onnx"

@@ -80,6 +80,7 @@ def format_table(result: dict[str, Any]) -> str:
              for row in lines]
     text += [f"{name}: not run ({f['reason']})" for name, f in result["engines"].items() if not f.get("available")]
     text += format_agreement(result["agreement"], result["engines"])
+    text += format_batch(result)
     if result.get("memory_capped"):
         text += format_capped(result["memory_capped"])
     text += format_targets(result.get("targets", {}))
@@ -119,10 +120,36 @@ def format_agreement(agreement: dict[str, Any], engines: dict[str, Any]) -> list
     return lines
 
 
+def format_batch(result: dict[str, Any]) -> list[str]:
+    """Each engine's batch: first tokens and aggregate decode per prompt length, and its speed-up over
+    one sequence; then whether the sequences' tokens agree with onnxruntime's batch."""
+    lines = []
+    for name, f in result["engines"].items():
+        batch = f.get("batch")
+        if not batch:
+            continue
+        if "not_run" in batch:
+            lines.append(f"batch of {batch['size']}, {name}: not run ({batch['not_run']})")
+            continue
+        parts = [f"prompt {n}: first tokens {_seconds(batch['ttft_s'][n])}, decode {_number(v)} tokens/s"
+                 for n, v in batch["decode_tokens_per_s_by_prompt_len"].items()]
+        lines.append(f"batch of {batch['size']}, {name}: {'; '.join(parts)}; "
+                     f"{_number(batch.get('speedup_over_batch_1'))}x one sequence's decode")
+    for pair, by_len in result.get("batch_agreement", {}).items():
+        parts = [f"prompt {n}: {c['agreeing']}/{c['sequences']} sequences" for n, c in by_len.items()]
+        agree = all(c["all_agree"] for c in by_len.values())
+        precision = result["engines"].get(pair.split(" vs ")[0], {}).get("precision", "fp32")
+        verdict = "agree" if agree else "differ" if precision != "fp32" else "!!! MISMATCH: DIFFER"
+        lines.append(f"batch greedy tokens, {pair}: {verdict} ({'; '.join(parts)})")
+    return lines
+
+
 def mismatches(result: dict[str, Any]) -> list[str]:
     """DuckDB and onnxruntime run the same file: any difference in their greedy tokens is an error."""
     pair = result["agreement"].get("duckdb vs onnxruntime", {})
-    return [n for n, c in pair.items() if not c["all_agree"]]
+    batch = result.get("batch_agreement", {}).get("duckdb vs onnxruntime", {})
+    return [n for n, c in pair.items() if not c["all_agree"]] + [f"batch, prompt {n}" for n, c in batch.items()
+                                                                 if not c["all_agree"]]
 
 
 def format_capped(capped: dict[str, Any]) -> list[str]:

@@ -48,6 +48,7 @@ class BenchConfig:
     cap_timeout_s: float = 900.0
     warmup: bool = True
     kernels: str | None = None  # the `duckdb` engine's mode (None: the default, auto)
+    batch: int | None = None  # also generate this many sequences at once per prompt length
 
     def check(self) -> None:
         unknown = [e for e in self.engines if e not in ENGINES]
@@ -59,6 +60,8 @@ class BenchConfig:
             raise InputError(f"--prompt-lens must be positive token counts, got {self.prompt_lens}")
         if self.new_tokens < 1 or self.repeats < 1:
             raise InputError("--new-tokens and --repeats must be at least 1")
+        if self.batch is not None and self.batch < 2:
+            raise InputError(f"--batch must be at least 2 (batch 1 is what every run measures), got {self.batch}")
 
 
 class EngineDied(Exception):
@@ -121,6 +124,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
 
     folder = ModelFolder.open(config.model_dir)
     prompts = make_prompts(folder, config.prompt_lens, config.new_tokens)
+    batches = make_batch_prompts(folder, config.prompt_lens, config.batch) if config.batch else {}
     load_before = os.getloadavg()
     log("measuring memory bandwidth (numpy copy of a 512 MB array)")
     bandwidth = measure_bandwidth()
@@ -128,7 +132,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     options, unavailable = engine_options(config, sorted(folder.eos_ids))
     engines = {name: {"available": False, "reason": reason} for name, reason in unavailable.items()}
     names = runnable(config.engines, unavailable)
-    engines.update(interleaved_runs(config, names, options, prompts))
+    engines.update(interleaved_runs(config, names, options, prompts, batches))
     for name, figures in engines.items():
         figures["precision"] = ENGINES[name].precision
         add_bandwidth_fraction(figures, weights["per_token_bytes"], bandwidth["limit_bytes_per_s"])
@@ -137,13 +141,14 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "model_dir": str(config.model_dir),
         "settings": {"engines": config.engines, "prompt_lens": config.prompt_lens, "new_tokens": config.new_tokens,
                      "repeats": config.repeats, "threads": os.cpu_count(), "decoding": "greedy",
-                     "warmup": config.warmup},
+                     "warmup": config.warmup, "batch": config.batch},
         "machine": machine_info(load_before),
         "bandwidth": bandwidth,
         "weights": weights,
         "engines": engines,
         "ratios": {**ratios(engines, "duckdb", REFERENCE), **ratios(engines, "duckdb-sql", REFERENCE)},
         "agreement": agreement(engines, config.prompt_lens),
+        "batch_agreement": batch_agreement(engines),
         "memory_capped": capped_runs(config, names, options, prompts, weights, engines.get(REFERENCE, {}))
         if config.memory_cap_bytes else None,
     }
@@ -200,7 +205,24 @@ def speed_targets(result: dict[str, Any]) -> dict[str, Any]:
     targets["capped_fastest"] = {"want": "duckdb finishes with the highest decode tokens/s",
                                  "value": finished if "duckdb" in capped else None, "met": fastest}
     targets.update(capped_targets(capped, Path(result.get("model_dir", "")).name))
+    targets.update(batch_targets(result))
     return targets
+
+
+# At this batch size, DuckDB's aggregate decode tokens/s is at least this many times its speed for
+# one sequence (by model).
+BATCH_TARGET_SIZE = 32
+BATCH_SPEEDUP = {"smollm2-135m": 10.0}
+
+
+def batch_targets(result: dict[str, Any]) -> dict[str, Any]:
+    want = BATCH_SPEEDUP.get(Path(result.get("model_dir", "")).name)
+    if want is None:
+        return {}
+    batch = result.get("engines", {}).get("duckdb", {}).get("batch", {})
+    value = batch.get("speedup_over_batch_1") if batch.get("size") == BATCH_TARGET_SIZE else None
+    return {f"duckdb batch {BATCH_TARGET_SIZE} decode over batch 1": {
+        "want": f">= {want}", "value": value, "met": None if value is None else value >= want}}
 
 
 # Under the cap, duckdb-int8 decodes at least this many times faster than llama.cpp F32 (by model).
@@ -328,8 +350,8 @@ def start_engines(names: list[str], config: BenchConfig, options: EngineOptions)
     return running, figures
 
 
-def interleaved_runs(config: BenchConfig, names: list[str], options: EngineOptions,
-                     prompts: dict[int, list[int]]) -> dict[str, dict[str, Any]]:
+def interleaved_runs(config: BenchConfig, names: list[str], options: EngineOptions, prompts: dict[int, list[int]],
+                     batches: dict[int, list[list[int]]]) -> dict[str, dict[str, Any]]:
     running, figures = start_engines(names, config, options)
     try:
         if config.warmup:
@@ -341,13 +363,76 @@ def interleaved_runs(config: BenchConfig, names: list[str], options: EngineOptio
                     run = timed_run(running, name, ids, config.new_tokens, label)
                     if run is not None:
                         figures[name]["runs"].append({"prompt_len": length, "repeat": repeat, **run})
+        batch_runs(running, figures, batches, config.new_tokens)
     finally:
         for name, process in running.items():
             figures[name]["peak_rss_bytes"] = process.finish().get("peak_rss_bytes", figures[name]["peak_rss_bytes"])
     for f in figures.values():
         if "runs" in f:  # an engine that died mid-way keeps the runs it finished
             f.update(summarize(f["runs"]))
+        if f.get("batch", {}).get("runs"):
+            f["batch"].update(summarize_batch(f["batch"]["runs"], f.get("decode_tokens_per_s_by_prompt_len", {})))
     return figures
+
+
+def make_batch_prompts(folder: Any, lengths: list[int], size: int) -> dict[int, list[list[int]]]:
+    """`size` different prompts of each length: windows of the prompt text's tokens, one token apart."""
+    ids = folder.encode(PROMPT_TEXT)
+    while len(ids) < max(lengths) + size:
+        ids += folder.tokenizer.encode(PROMPT_TEXT, add_special_tokens=False).ids
+    return {n: [ids[k:k + n] for k in range(size)] for n in lengths}
+
+
+def batch_runs(running: dict[str, EngineProcess], figures: dict[str, dict[str, Any]],
+               batches: dict[int, list[list[int]]], new_tokens: int) -> None:
+    """One batch per prompt length and engine, for the engines that generate batches."""
+    for length, prompts in batches.items():
+        for name in list(running):
+            label = f"{name} batch of {len(prompts)}, prompt {length}"
+            log(f"{label}: running")
+            try:
+                reply = running[name].request({"op": "generate_batch", "prompts": prompts, "new_tokens": new_tokens})
+            except EngineDied as exc:
+                log(f"{label}: {exc}")
+                running.pop(name)
+                continue
+            if "unsupported" in reply or "error" in reply:
+                log(f"{label}: {reply.get('unsupported') or reply.get('error')}")
+                figures[name]["batch"] = {"size": len(prompts), "not_run": reply.get("unsupported") or reply["error"]}
+                continue
+            log(f"{label}: first tokens after {reply['ttft_s']:.2f} s, decode {reply['decode_tokens_per_s']:.2f} "
+                "tokens/s in all")
+            entry = figures[name].setdefault("batch", {"size": len(prompts), "runs": []})
+            entry.setdefault("runs", []).append({"prompt_len": length, **reply})
+
+
+def summarize_batch(runs: list[dict[str, Any]], alone: dict[str, float]) -> dict[str, Any]:
+    """Aggregate decode tokens/s per prompt length, and over the same engine's decode of one sequence
+    at the same prompt length."""
+    by_length = {str(r["prompt_len"]): r["decode_tokens_per_s"] for r in runs}
+    speedups = [by_length[n] / alone[n] for n in by_length if alone.get(n)]
+    return {"decode_tokens_per_s_by_prompt_len": by_length,
+            "decode_tokens_per_s": statistics.median(by_length.values()),
+            "ttft_s": {str(r["prompt_len"]): r["ttft_s"] for r in runs},
+            "speedup_over_batch_1": statistics.median(speedups) if speedups else None}
+
+
+def batch_agreement(engines: dict[str, Any]) -> dict[str, Any]:
+    """Per engine and prompt length: how many of the batch's sequences got onnxruntime's batch tokens
+    (over the tokens both produced)."""
+    reference = {r["prompt_len"]: r["tokens"] for r in engines.get(REFERENCE, {}).get("batch", {}).get("runs", [])}
+    out: dict[str, Any] = {}
+    for name, f in engines.items():
+        if name == REFERENCE:
+            continue
+        for run in f.get("batch", {}).get("runs", []):
+            want = reference.get(run["prompt_len"])
+            if want is None:
+                continue
+            same = sum(a[:min(len(a), len(b))] == b[:min(len(a), len(b))] for a, b in zip(run["tokens"], want))
+            out.setdefault(f"{name} vs {REFERENCE}", {})[str(run["prompt_len"])] = {
+                "sequences": len(want), "agreeing": same, "all_agree": same == len(want)}
+    return out
 
 
 def rotated(names: list[str], k: int) -> list[str]:

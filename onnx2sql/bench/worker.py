@@ -56,6 +56,9 @@ def serve(engine_name: str, model_dir: Path, options: dict[str, Any], replies: I
         request = json.loads(line)
         if request["op"] == "exit":
             break
+        if request["op"] == "generate_batch":
+            reply(_batch(engine, request))
+            continue
         try:
             run = engine.generate(request["prompt_ids"], request["new_tokens"], _tick(request.get("label", "")))
             reply({"tokens": run.tokens, "ttft_s": run.ttft_s, "decode_tokens_per_s": run.decode_tokens_per_s,
@@ -65,6 +68,20 @@ def serve(engine_name: str, model_dir: Path, options: dict[str, Any], replies: I
     engine.close()
     reply({"peak_rss_bytes": peak_rss_bytes()})
     return 0
+
+
+def _batch(engine: Any, request: dict[str, Any]) -> dict[str, Any]:
+    from onnx2sql.bench.engines import BatchUnsupported
+    from onnx2sql.bench.memory import peak_rss_bytes
+
+    try:
+        run = engine.generate_batch(request["prompts"], request["new_tokens"])
+    except BatchUnsupported as exc:
+        return {"unsupported": str(exc)}
+    except Exception as exc:
+        return {"error": _describe(exc)}
+    return {"tokens": run.tokens, "ttft_s": run.ttft_s, "decode_tokens_per_s": run.decode_tokens_per_s,
+            "peak_rss_bytes": peak_rss_bytes()}
 
 
 def _tick(label: str) -> Callable[[int], None]:

@@ -30,7 +30,7 @@ def bench_run(tiny_llama3_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     cap = [] if cgroup_cap_unavailable() else ["--memory-cap", CAP]
     result = subprocess.run(
         [sys.executable, "-m", "onnx2sql", "bench", str(tiny_llama3_dir), "--engines", ",".join(ENGINES),
-         "--prompt-lens", "4", "--new-tokens", "3", "--repeats", "1", "--out", str(out), "--plot", str(out), *cap],
+         "--prompt-lens", "4", "--new-tokens", "3", "--repeats", "1", "--batch", "3", "--out", str(out), "--plot", str(out), *cap],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     return json.loads((out / "results.json").read_text()), out, result.stdout
@@ -68,6 +68,24 @@ def test_duckdb_and_onnxruntime_agree_on_the_greedy_tokens(bench_run: tuple[dict
     assert comparison["first_token_agrees"] and comparison["all_agree"], comparison
     assert results["engines"]["duckdb"]["tokens"] == results["engines"]["onnxruntime"]["tokens"]
     assert "MISMATCH" not in table
+
+
+def test_batches_run_on_the_engines_that_batch_and_agree(bench_run: tuple[dict, Path, str]) -> None:
+    results, _, table = bench_run
+    assert results["settings"]["batch"] == 3
+    for name in ENGINES:
+        batch = results["engines"][name]["batch"]
+        assert batch["size"] == 3 and len(batch["runs"]) == 1, batch
+        assert len(batch["runs"][0]["tokens"]) == 3 and batch["decode_tokens_per_s"] > 0
+        assert batch["speedup_over_batch_1"] == pytest.approx(
+            batch["decode_tokens_per_s"] / results["engines"][name]["decode_tokens_per_s_by_prompt_len"]["4"])
+    for pair in ("duckdb vs onnxruntime", "duckdb-sql vs onnxruntime"):
+        assert results["batch_agreement"][pair]["4"] == {"sequences": 3, "agreeing": 3, "all_agree": True}
+    duckdb_tokens = results["engines"]["duckdb"]["batch"]["runs"][0]["tokens"]
+    assert duckdb_tokens == results["engines"]["onnxruntime"]["batch"]["runs"][0]["tokens"]
+    assert len({tuple(t) for t in duckdb_tokens}) > 1  # the batch's prompts differ
+    assert "batch of 3, duckdb: prompt 4:" in table and "DIFFER" not in table
+    assert "duckdb batch 32 decode over batch 1" not in results["targets"]  # tiny-llama3 has no such target
 
 
 def test_table_and_chart_are_written(bench_run: tuple[dict, Path, str]) -> None:

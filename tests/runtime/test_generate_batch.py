@@ -184,6 +184,18 @@ def test_prompts_file_usage_errors(tiny_llama3_dir: Path, capsys, args: list[str
     assert message in capsys.readouterr().err
 
 
+def test_python_api_writes_what_the_command_writes(tiny_llama3_dir: Path, db: Path, tmp_path: Path) -> None:
+    prompts = write_lines(tmp_path / "p.jsonl", [{"id": "x", "prompt": "hello there"}, {"id": "y", "prompt": "hi"}])
+    copy = copy_of(db, tmp_path)
+    lines = onnx2sql.generate_file(tiny_llama3_dir, prompts, tmp_path / "api.jsonl", batch=2, max_new_tokens=4,
+                                   db=copy)
+    assert main(["generate", str(tiny_llama3_dir), "--db", str(copy), "--prompts-file", str(prompts),
+                 "-o", str(tmp_path / "cli.jsonl"), "--max-new-tokens", "4"]) == 0
+    assert (tmp_path / "api.jsonl").read_text() == (tmp_path / "cli.jsonl").read_text()
+    assert [json.loads(line) for line in (tmp_path / "api.jsonl").read_text().splitlines()] == lines
+    assert [line["id"] for line in lines] == ["x", "y"]
+
+
 def test_reading_a_prompts_file(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "p.jsonl", [{"prompt": "x", "seed": 4, "max_new_tokens": 9, "id": "a"}])
     record = read_prompts(path)[0]

@@ -31,3 +31,13 @@ def test_greedy_equals_onnxruntime(generator, smollm2_dir: Path, prompt: str) ->
         np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
     if prompt.startswith("The capital"):
         assert "Paris" in result.text
+
+
+def test_a_batch_of_prompts_of_different_lengths_equals_onnxruntime_alone(generator, smollm2_dir: Path) -> None:
+    prompts = [generator.folder.encode(p) for p in ("The capital of France is", "Hello",
+                                                    "The three primary colors are red,")]
+    batch = generator.generate_batch_ids(prompts, 6)
+    for ids, result in zip(prompts, batch.generations):
+        want = ort_greedy(smollm2_dir, ids, len(result.token_ids))[0]
+        assert result.token_ids == want
+        assert len(result.token_ids) == 6 or result.finish_reason == "eos"
