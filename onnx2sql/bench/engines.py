@@ -215,20 +215,18 @@ class OnnxRuntimeEngine(StepEngine):
     def run_step(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Feed [batch, n] new tokens after the cached past (`mask`: [batch, past + n], 0 on padding);
         the last position's logits of each sequence."""
-        positions = np.cumsum(mask, axis=1) - 1
-        positions[mask == 0] = 1  # padding, masked anyway
-        feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": positions[:, -ids.shape[1]:], **self.past}
+        from onnx2sql.runtime.batching import positions
+
+        feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": positions(mask, ids.shape[1]), **self.past}
         out = dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
         self.past = {k.replace("present.", "past_key_values."): v for k, v in out.items() if k.startswith("present.")}
         return out["logits"][:, -1]
 
     def generate_batch(self, prompts: list[list[int]], new_tokens: int) -> BatchRun:
         """The same batch as DuckDB's: prompts padded on the left and masked, stops per sequence."""
-        width = max(len(p) for p in prompts)
-        ids = np.zeros((len(prompts), width), np.int64)
-        mask = np.zeros((len(prompts), width), np.int64)
-        for row, prompt in enumerate(prompts):
-            ids[row, width - len(prompt):], mask[row, width - len(prompt):] = prompt, 1
+        from onnx2sql.runtime.batching import grown, left_padded
+
+        ids, mask = left_padded(prompts)
         self.past = {name: np.zeros((len(prompts), heads, 0, dim), np.float32)
                      for name, (heads, dim) in self.past_shapes.items()}
         tokens: list[list[int]] = [[] for _ in prompts]
@@ -245,7 +243,7 @@ class OnnxRuntimeEngine(StepEngine):
                     done[row] = int(token) in self.options.eos_ids
             if all(done):
                 break
-            ids, mask = chosen[:, None].astype(np.int64), np.concatenate([mask, np.ones((len(prompts), 1), np.int64)], 1)
+            ids, mask = chosen[:, None].astype(np.int64), grown(mask)
         elapsed = time.perf_counter() - first_at
         decoded = sum(len(t) - 1 for t in tokens)
         return BatchRun(tokens, first_at - start, decoded / elapsed if decoded > 0 and elapsed > 0 else 0.0)

@@ -20,6 +20,7 @@ from onnx2sql.emit.dims import evaluate_dim, static_dim
 from onnx2sql.emit.program import OUTPUT_ROWS_FROM, Program
 from onnx2sql.emit.sql import quote_ident, render
 from onnx2sql.errors import InputError, UsageError
+from onnx2sql.runtime.batching import grown, left_padded, positions
 from onnx2sql.runtime.kernel_mode import check_weight_format, requested_mode, resolve_weights
 from onnx2sql.runtime.session import CountingConnection, Session
 from onnx2sql.runtime.text import ModelFolder
@@ -81,18 +82,6 @@ class Batch:
     ttft_s: float  # until every sequence had its first token (the prefill of the whole batch)
     decode_tokens_per_s: float  # tokens after the first, of all sequences, per second of decoding
     statements_per_step: int  # SQL statements in the last step, for the whole batch
-
-
-def _left_padded(prompts: Sequence[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids [batch, longest prompt], each prompt at the right end, and the attention mask (0 on
-    the padding, whose token id, 0, is never attended to)."""
-    width = max(len(p) for p in prompts)
-    ids = np.zeros((len(prompts), width), np.int64)
-    mask = np.zeros((len(prompts), width), np.int64)
-    for row, prompt in enumerate(prompts):
-        ids[row, width - len(prompt):] = prompt
-        mask[row, width - len(prompt):] = 1
-    return ids, mask
 
 
 def default_db(model_dir: Path) -> Path:
@@ -269,7 +258,7 @@ class Generator:
         rngs = [np.random.default_rng(seed) for seed in (seeds if seeds is not None else [sampling.seed] * len(prompts))]
         results = [Generation(list(p)) for p in prompts]
         finished_at: list[float | None] = [None] * len(prompts)
-        ids, mask = _left_padded(prompts)
+        ids, mask = left_padded(prompts)
         start = time.perf_counter()
         decode_start, past, statements = start, 0, 0
         try:
@@ -298,7 +287,7 @@ class Generator:
                     break
                 past += ids.shape[1]
                 ids = np.array(tokens, dtype=np.int64)[:, None]
-                mask = np.concatenate([mask, np.ones((len(prompts), 1), np.int64)], axis=1)
+                mask = grown(mask)
         except duckdb.Error as exc:
             explain_database_error(self.db_path, exc)
             raise
@@ -359,12 +348,7 @@ class Generator:
         """One step for every sequence: `ids` is [batch, n] new tokens, `mask` [batch, past + n]
         (0 on padding)."""
         batch, n = ids.shape
-        # A sequence's positions count its own tokens only; padding takes position 1, as the
-        # exporters' reference code does (its rows are masked anyway).
-        positions = np.cumsum(mask, axis=1) - 1
-        positions[mask == 0] = 1
-        arrays: dict[str, np.ndarray] = {"input_ids": ids, "attention_mask": mask,
-                                         "position_ids": positions[:, past:]}
+        arrays: dict[str, np.ndarray] = {"input_ids": ids, "attention_mask": mask, "position_ids": positions(mask, n)}
         for spec in self.program.inputs:
             if spec.name.startswith(PAST_PREFIX):
                 # Only the shape is read: the cache itself is already in its table.

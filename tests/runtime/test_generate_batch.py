@@ -12,6 +12,7 @@ import pytest
 
 import onnx2sql
 from onnx2sql.cli import main
+from onnx2sql.runtime.batching import grown, left_padded, positions
 from onnx2sql.runtime.generate import Generator, Sampling
 from onnx2sql.runtime.prompts import batches_by_length, read_prompts
 from ort_loop import ort_greedy
@@ -200,3 +201,11 @@ def test_reading_a_prompts_file(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "p.jsonl", [{"prompt": "x", "seed": 4, "max_new_tokens": 9, "id": "a"}])
     record = read_prompts(path)[0]
     assert (record.id, record.prompt, record.seed, record.max_new_tokens) == ("a", "x", 4, 9)
+
+
+def test_left_padding_mask_and_positions() -> None:
+    ids, mask = left_padded([[7, 8, 9], [5]])
+    assert ids.tolist() == [[7, 8, 9], [0, 0, 5]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert positions(mask, 3).tolist() == [[0, 1, 2], [1, 1, 0]]  # padding at 1, as the exporters' code
+    assert positions(grown(mask), 1).tolist() == [[3], [1]]
