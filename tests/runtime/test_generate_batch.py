@@ -197,6 +197,25 @@ def test_python_api_writes_what_the_command_writes(tiny_llama3_dir: Path, db: Pa
     assert [line["id"] for line in lines] == ["x", "y"]
 
 
+def test_a_duckdb_table_of_prompts_in_and_a_table_of_results_out(tiny_llama3_dir: Path, db: Path,
+                                                                  tmp_path: Path) -> None:
+    """The README's round trip: COPY a table to JSON lines, generate, read the results back with
+    read_json and join them to the table."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE questions AS SELECT * FROM (VALUES (10, 'hello there'), (20, 'the end')) t(id, prompt)")
+    prompts, results = tmp_path / "prompts.jsonl", tmp_path / "results.jsonl"
+    con.execute(f"COPY (SELECT id, prompt FROM questions) TO '{prompts}' (FORMAT json)")
+    assert main(["generate", str(tiny_llama3_dir), "--db", str(copy_of(db, tmp_path)), "--prompts-file", str(prompts),
+                 "-o", str(results), "--max-new-tokens", "3"]) == 0
+    rows = con.execute(f"SELECT q.id, q.prompt, r.token_ids FROM questions q JOIN read_json('{results}') r "
+                       "USING (id) ORDER BY q.id").fetchall()
+    with Generator(tiny_llama3_dir, db=copy_of(db, tmp_path), progress=False) as gen:
+        assert [(i, list(t)) for i, _, t in rows] == [
+            (i, ort_greedy(tiny_llama3_dir, gen.encode(p), 3)[0]) for i, p, _ in rows]
+
+
 def test_reading_a_prompts_file(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "p.jsonl", [{"prompt": "x", "seed": 4, "max_new_tokens": 9, "id": "a"}])
     record = read_prompts(path)[0]
