@@ -184,6 +184,7 @@ class Generator:
         self.cache_renames = [(tables[present], tables[past]) for present, past in pairs.items()
                               if tables[present] != tables[past]]
         self.past_inputs = frozenset(pairs.values())
+        self.cache_tables = [tables[past] for past in pairs.values()]  # after _promote_presents
         logits = next((o for o in self.program.outputs if o.name == "logits"), None)
         if logits is None:
             raise InputError(f"{str(self.folder.path)!r}: the model has no 'logits' output")
@@ -247,17 +248,19 @@ class Generator:
     def generate_batch_ids(self, prompts: Sequence[list[int]], max_new_tokens: int | Sequence[int],
                            sampling: Sampling = Sampling(), seeds: Sequence[int | None] | None = None,
                            on_step: Callable[[list[Generation]], None] | None = None,
-                           on_logits: Callable[[list[np.ndarray]], None] | None = None) -> "Batch":
+                           on_logits: Callable[[list[np.ndarray | None]], None] | None = None) -> "Batch":
         """Generate for several sequences in the same statements: sequence k is batch row k. Prompts
         are padded on the left and the padding masked, so a sequence's tokens are those it gets
         alone. Each sequence stops at its own end-of-text token or token limit (`max_new_tokens`,
         one for all or one each) and samples from its own generator (`seeds`, one each; default
-        the sampling's seed for all). A sequence that has stopped rides along until all have."""
+        the sampling's seed for all). Sequences that have stopped leave the batch once they are half
+        of its rows, so that later steps cost less."""
         sampling.check()
         limits = self._check_batch(prompts, max_new_tokens, seeds)
         rngs = [np.random.default_rng(seed) for seed in (seeds if seeds is not None else [sampling.seed] * len(prompts))]
         results = [Generation(list(p)) for p in prompts]
         finished_at: list[float | None] = [None] * len(prompts)
+        rows = list(range(len(prompts)))  # the sequence in each batch row
         ids, mask = left_padded(prompts)
         start = time.perf_counter()
         decode_start, past, statements = start, 0, 0
@@ -266,28 +269,32 @@ class Generator:
                 counted = self.con.statements
                 self._run_step(ids, mask, past, first=step == 0)
                 self._promote_presents()  # the next step's cache; harmless after the last step
-                alive = [at is None for at in finished_at]
-                tokens = self._choose(ids.shape[1] - 1, sampling, [r if a else None for r, a in zip(rngs, alive)])
+                tokens = self._choose(ids.shape[1] - 1, sampling,
+                                      [rngs[k] if finished_at[k] is None else None for k in rows])
                 statements = self.con.statements - counted
                 if on_logits is not None:
-                    on_logits([self._last_logits(b, ids.shape[1]) for b in range(len(prompts))])
+                    on_logits(self._batch_logits(rows, len(prompts), ids.shape[1]))
                 now = time.perf_counter()
                 if step == 0:
                     decode_start = now
-                for b, token in enumerate(tokens):
-                    if alive[b]:
-                        results[b].token_ids.append(token)
+                for k, token in zip(rows, tokens):
+                    if finished_at[k] is None:
+                        results[k].token_ids.append(token)
                         if token in self.folder.eos_ids:
-                            results[b].finish_reason = "eos"
-                        if token in self.folder.eos_ids or len(results[b].token_ids) >= limits[b]:
-                            finished_at[b] = now
+                            results[k].finish_reason = "eos"
+                        if token in self.folder.eos_ids or len(results[k].token_ids) >= limits[k]:
+                            finished_at[k] = now
                 if on_step is not None:
                     on_step(results)
                 if all(at is not None for at in finished_at):
                     break
                 past += ids.shape[1]
-                ids = np.array(tokens, dtype=np.int64)[:, None]
-                mask = grown(mask)
+                ids, mask = np.array(tokens, dtype=np.int64)[:, None], grown(mask)
+                keep = [row for row, k in enumerate(rows) if finished_at[k] is None]
+                if len(keep) <= len(rows) // 2:
+                    # Half the rows are done: they leave the batch, which makes later steps cheaper.
+                    self._keep_cache_rows(keep)
+                    rows, ids, mask = [rows[row] for row in keep], ids[keep], mask[keep]
         except duckdb.Error as exc:
             explain_database_error(self.db_path, exc)
             raise
@@ -363,6 +370,13 @@ class Generator:
         # memory limit they are dropped: each table pins storage blocks of its own.
         self.session.execute(drop=n > 1 or self.memory_limited)
 
+    def _batch_logits(self, rows: list[int], count: int, seq: int) -> list[np.ndarray | None]:
+        """Each sequence's last logits row (None for a sequence that has left the batch)."""
+        found: list[np.ndarray | None] = [None] * count
+        for row, k in enumerate(rows):
+            found[k] = self._last_logits(row, seq)
+        return found
+
     def _last_logits(self, row: int, seq: int) -> np.ndarray:
         vocab = evaluate_dim(self.logits.shape[-1], self.session.bindings)
         return read_table(self.con, self.logits.table, len(self.logits.shape), (vocab,), np.dtype(self.logits.dtype),
@@ -382,6 +396,14 @@ class Generator:
             raise InputError(f"the logits of {len(rngs)} sequences came out as {len(rows)} rows: does an index input "
                              "select rows that do not exist?")
         return [int(r[1]) for r in rows]
+
+    def _keep_cache_rows(self, keep: list[int]) -> None:
+        """Only batch rows `keep` stay in the KV cache, renumbered 0, 1, ... in that order."""
+        renumber = " ".join(f"WHEN {int(old)} THEN {new}" for new, old in enumerate(keep))
+        for table in self.cache_tables:
+            name = f"temp.main.{quote_ident(table)}"
+            self.con.execute(f"DELETE FROM {name} WHERE i0 NOT IN ({', '.join(str(int(r)) for r in keep)})")
+            self.con.execute(f"UPDATE {name} SET i0 = CASE i0 {renumber} END")
 
     def _promote_presents(self) -> None:
         """present.* tables become the next step's past_key_values.* tables, renamed in place."""

@@ -56,11 +56,22 @@ def test_a_sequence_alone_and_in_a_batch_are_the_same(generator) -> None:
     assert generator.generate_batch_ids([PROMPTS[1], PROMPTS[2]], 8).generations[1].token_ids == alone
 
 
-def test_each_sequence_stops_at_its_own_limit(generator) -> None:
-    batch = generator.generate_batch_ids(PROMPTS[:3], [3, 7, 1])
-    assert [len(g.token_ids) for g in batch.generations] == [3, 7, 1]
-    assert [g.finish_reason for g in batch.generations] == ["length"] * 3
-    assert batch.generations[1].token_ids == generator.generate_ids(PROMPTS[1], 7).token_ids
+def test_each_sequence_stops_at_its_own_limit_and_finished_ones_leave_the_batch(generator,
+                                                                                tiny_llama3_dir: Path) -> None:
+    """Limits 2, 2, 3, 9: after step 2 half the rows are done and leave (rows renumbered in the
+    cache), after step 3 again; the last sequence still gets onnxruntime's tokens, and the
+    logits of the sequences that stay in the batch are still theirs."""
+    limits = [2, 2, 3, 9]
+    steps: list[list] = []
+    batch = generator.generate_batch_ids(PROMPTS, limits, on_logits=steps.append)
+    assert [len(g.token_ids) for g in batch.generations] == limits
+    assert [g.finish_reason for g in batch.generations] == ["length"] * 4
+    for prompt, result in zip(PROMPTS, batch.generations):
+        assert result.token_ids == ort_greedy(tiny_llama3_dir, prompt, len(result.token_ids))[0]
+    assert [sum(row is not None for row in step) for step in steps] == [4, 4, 2, 1, 1, 1, 1, 1, 1]
+    want_rows = ort_greedy(tiny_llama3_dir, PROMPTS[3], 9)[1]
+    for step, want in zip(steps, want_rows):
+        np.testing.assert_allclose(step[3], want, rtol=1e-3, atol=1e-3)
 
 
 def test_a_sequence_stops_at_its_end_of_text_while_the_others_go_on(tiny_llama3_dir: Path, db: Path,
