@@ -101,6 +101,7 @@ def generate_file(gen: Generator, prompts_file: Path, out: Path, batch: int = DE
     check_output_file(out)
     records = read_prompts(prompts_file)
     encoded = [_encode(gen, r, chat, prompts_file) for r in records]
+    _check_context(gen, records, encoded, max_new_tokens, prompts_file)
     results: list[dict[str, Any] | None] = [None] * len(records)
     groups = batches_by_length([len(ids) for ids in encoded], batch)
     for k, group in enumerate(groups, start=1):
@@ -122,6 +123,17 @@ def _encode(gen: Generator, record: PromptRecord, chat: bool, path: Path) -> lis
         return gen.encode(record.prompt, chat)
     except InputError as exc:
         raise InputError(f"{path}: prompt id {json.dumps(record.id)}: {exc}") from exc
+
+
+def _check_context(gen: Generator, records: list[PromptRecord], encoded: list[list[int]], max_new_tokens: int,
+                   path: Path) -> None:
+    """Every prompt fits the context with its new tokens, checked before the first batch runs."""
+    context = gen.folder.context_length
+    for record, ids in zip(records, encoded):
+        wanted = record.max_new_tokens or max_new_tokens
+        if len(ids) + wanted > context:
+            raise InputError(f"{path}: prompt id {json.dumps(record.id)} ({len(ids)} tokens) plus {wanted} new "
+                             f"tokens exceeds the model's context of {context} tokens")
 
 
 def check_output_file(out: Path) -> None:

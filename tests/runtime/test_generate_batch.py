@@ -196,6 +196,18 @@ def test_prompts_file_usage_errors(tiny_llama3_dir: Path, capsys, args: list[str
     assert message in capsys.readouterr().err
 
 
+def test_a_prompt_beyond_the_context_stops_the_file_before_any_batch(tiny_llama3_dir: Path, db: Path,
+                                                                      tmp_path: Path, capsys) -> None:
+    prompts = write_lines(tmp_path / "p.jsonl", [{"id": "ok", "prompt": "hi"},
+                                                {"id": "long", "prompt": "hi", "max_new_tokens": 300}])
+    out = tmp_path / "out.jsonl"
+    assert main(["generate", str(tiny_llama3_dir), "--db", str(copy_of(db, tmp_path)), "--prompts-file",
+                 str(prompts), "-o", str(out), "--batch", "1"]) == 1
+    err = capsys.readouterr().err
+    assert 'p.jsonl: prompt id "long" (' in err and "plus 300 new tokens exceeds the model's context of 256" in err
+    assert "[batch" not in err and not out.exists()
+
+
 def test_python_api_writes_what_the_command_writes(tiny_llama3_dir: Path, db: Path, tmp_path: Path) -> None:
     prompts = write_lines(tmp_path / "p.jsonl", [{"id": "x", "prompt": "hello there"}, {"id": "y", "prompt": "hi"}])
     copy = copy_of(db, tmp_path)
