@@ -25,13 +25,12 @@ def run(model, feeds, chunk_size=None, **options):
 
 def generate_file(model_dir, prompts_file, out, batch=None, max_new_tokens=32, sampling=None, chat=False, **options):
     """Generate for every prompt of a JSON-lines file and write the results to `out` (as `onnx2sql
-    generate --prompts-file`); `options` (db, memory_limit, kernels, weights) open the Generator.
-    Returns the lines written."""
+    generate --prompts-file`); `options` (db, memory_limit, kernels, weights) open the Generator,
+    once the file is read and checked. Returns the lines written."""
     from pathlib import Path
 
     from onnx2sql.runtime.generate import Generator
     from onnx2sql.runtime.prompts import DEFAULT_BATCH, generate_file as _generate_file
 
-    with Generator(model_dir, progress=False, **options) as gen:
-        return _generate_file(gen, Path(prompts_file), Path(out), DEFAULT_BATCH if batch is None else batch,
-                              max_new_tokens, sampling, chat)
+    return _generate_file(lambda: Generator(model_dir, progress=False, **options), Path(prompts_file), Path(out),
+                          DEFAULT_BATCH if batch is None else batch, max_new_tokens, sampling, chat)

@@ -74,22 +74,18 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _generate_file(args: argparse.Namespace, sampling) -> int:
     """generate --prompts-file: JSON lines in, JSON lines out, in batches."""
     from onnx2sql.runtime.generate import Generator
-    from onnx2sql.runtime.prompts import check_output_file, describe_batch, generate_file, read_prompts
+    from onnx2sql.runtime.prompts import describe_batch, generate_file
 
     if args.output is None:
         raise UsageError("--prompts-file needs -o, the JSON-lines file to write the results to")
     if args.json:
         raise UsageError("--json goes with --prompt; --prompts-file always writes JSON lines")
-    batch = DEFAULT_BATCH if args.batch is None else args.batch
-    if batch < 1:
-        raise UsageError(f"--batch must be at least 1, got {batch}")
     out = Path(args.output)
-    check_output_file(out)
-    read_prompts(Path(args.prompts_file))  # a bad file fails before the model is opened
-    with Generator(args.model_dir, db=args.db, memory_limit=args.memory_limit, progress=True,
-                   kernels=args.kernels, weights=args.weights) as gen:
-        lines = generate_file(gen, Path(args.prompts_file), out, batch, args.max_new_tokens, sampling, args.chat,
-                              on_batch=lambda k, n, done: print(describe_batch(k, n, done), file=sys.stderr))
+    lines = generate_file(
+        lambda: Generator(args.model_dir, db=args.db, memory_limit=args.memory_limit, progress=True,
+                          kernels=args.kernels, weights=args.weights),
+        Path(args.prompts_file), out, DEFAULT_BATCH if args.batch is None else args.batch, args.max_new_tokens,
+        sampling, args.chat, on_batch=lambda k, n, done: print(describe_batch(k, n, done), file=sys.stderr))
     print(f"[{len(lines)} results written to {out}]", file=sys.stderr)
     return 0
 

@@ -128,13 +128,12 @@ def format_batch(result: dict[str, Any]) -> list[str]:
         batch = f.get("batch")
         if not batch:
             continue
-        if "not_run" in batch:
-            lines.append(f"batch of {batch['size']}, {name}: not run ({batch['not_run']})")
-            continue
         parts = [f"prompt {n}: first tokens {_seconds(batch['ttft_s'][n])}, decode {_number(v)} tokens/s"
-                 for n, v in batch["decode_tokens_per_s_by_prompt_len"].items()]
-        lines.append(f"batch of {batch['size']}, {name}: {'; '.join(parts)}; "
-                     f"{_number(batch.get('speedup_over_batch_1'))}x one sequence's decode")
+                 for n, v in batch.get("decode_tokens_per_s_by_prompt_len", {}).items()]
+        parts += [f"prompt {n}: not run ({reason})" for n, reason in batch.get("not_run", {}).items()]
+        speedup = batch.get("speedup_over_batch_1")
+        lines.append(f"batch of {batch['size']}, {name}: {'; '.join(parts)}"
+                     + (f"; {_number(speedup)}x one sequence's decode" if speedup is not None else ""))
     for pair, by_len in result.get("batch_agreement", {}).items():
         parts = [f"prompt {n}: {c['agreeing']}/{c['sequences']} sequences" for n, c in by_len.items()]
         agree = all(c["all_agree"] for c in by_len.values())

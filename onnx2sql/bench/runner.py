@@ -396,14 +396,15 @@ def batch_runs(running: dict[str, EngineProcess], figures: dict[str, dict[str, A
                 log(f"{label}: {exc}")
                 running.pop(name)
                 continue
-            if "unsupported" in reply or "error" in reply:
-                log(f"{label}: {reply.get('unsupported') or reply.get('error')}")
-                figures[name]["batch"] = {"size": len(prompts), "not_run": reply.get("unsupported") or reply["error"]}
+            entry = figures[name].setdefault("batch", {"size": len(prompts), "runs": []})
+            reason = reply.get("unsupported") or reply.get("error")
+            if reason:
+                log(f"{label}: {reason}")
+                entry.setdefault("not_run", {})[str(length)] = reason
                 continue
             log(f"{label}: first tokens after {reply['ttft_s']:.2f} s, decode {reply['decode_tokens_per_s']:.2f} "
                 "tokens/s in all")
-            entry = figures[name].setdefault("batch", {"size": len(prompts), "runs": []})
-            entry.setdefault("runs", []).append({"prompt_len": length, **reply})
+            entry["runs"].append({"prompt_len": length, **reply})
 
 
 def summarize_batch(runs: list[dict[str, Any]], alone: dict[str, float]) -> dict[str, Any]:

@@ -4,7 +4,6 @@ of a batch is padding; the output file appears only when every prompt is done.""
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,11 +86,12 @@ def batches_by_length(lengths: list[int], size: int) -> list[list[int]]:
     return [order[k:k + size] for k in range(0, len(order), size)]
 
 
-def generate_file(gen: Generator, prompts_file: Path, out: Path, batch: int = DEFAULT_BATCH,
-                  max_new_tokens: int = 32, sampling: Sampling | None = None, chat: bool = False,
-                  on_batch: Callable[[int, int, Batch], None] | None = None) -> list[dict[str, Any]]:
+def generate_file(open_generator: Callable[[], Generator], prompts_file: Path, out: Path,
+                  batch: int = DEFAULT_BATCH, max_new_tokens: int = 32, sampling: Sampling | None = None,
+                  chat: bool = False, on_batch: Callable[[int, int, Batch], None] | None = None) -> list[dict[str, Any]]:
     """Generate for every prompt of `prompts_file` and write one JSON line per prompt to `out`, in
-    the input's order; returns the lines written. `on_batch(k, count, batch)` follows progress."""
+    the input's order; returns the lines written. The flags, `out` and the file are checked before
+    `open_generator` opens (or compiles) the model. `on_batch(k, count, batch)` follows progress."""
     from onnx2sql.runtime.generate import Sampling
 
     sampling = sampling or Sampling()
@@ -100,19 +100,20 @@ def generate_file(gen: Generator, prompts_file: Path, out: Path, batch: int = DE
         raise UsageError(f"--batch must be at least 1, got {batch}")
     check_output_file(out)
     records = read_prompts(prompts_file)
-    encoded = [_encode(gen, r, chat, prompts_file) for r in records]
-    _check_context(gen, records, encoded, max_new_tokens, prompts_file)
-    results: list[dict[str, Any] | None] = [None] * len(records)
-    groups = batches_by_length([len(ids) for ids in encoded], batch)
-    for k, group in enumerate(groups, start=1):
-        done = gen.generate_batch_ids(
-            [encoded[i] for i in group], [records[i].max_new_tokens or max_new_tokens for i in group], sampling,
-            seeds=[records[i].seed if records[i].seed is not None else sampling.seed for i in group])
-        for i, generation in zip(group, done.generations):
-            results[i] = {"id": records[i].id, "text": generation.text, "finish_reason": generation.finish_reason,
-                          "prompt_tokens": len(generation.prompt_ids), "token_ids": generation.token_ids}
-        if on_batch is not None:
-            on_batch(k, len(groups), done)
+    with open_generator() as gen:
+        encoded = [_encode(gen, r, chat, prompts_file) for r in records]
+        _check_context(gen, records, encoded, max_new_tokens, prompts_file)
+        results: list[dict[str, Any] | None] = [None] * len(records)
+        groups = batches_by_length([len(ids) for ids in encoded], batch)
+        for k, group in enumerate(groups, start=1):
+            done = gen.generate_batch_ids(
+                [encoded[i] for i in group], [records[i].max_new_tokens or max_new_tokens for i in group], sampling,
+                seeds=[records[i].seed if records[i].seed is not None else sampling.seed for i in group])
+            for i, generation in zip(group, done.generations):
+                results[i] = {"id": records[i].id, "text": generation.text, "finish_reason": generation.finish_reason,
+                              "prompt_tokens": len(generation.prompt_ids), "token_ids": generation.token_ids}
+            if on_batch is not None:
+                on_batch(k, len(groups), done)
     lines = [r for r in results if r is not None]
     write_lines_atomically(out, lines)
     return lines
@@ -159,7 +160,7 @@ def write_lines_atomically(out: Path, lines: list[dict[str, Any]]) -> None:
 
 def describe_batch(k: int, count: int, batch: Batch) -> str:
     tokens = sum(len(g.token_ids) for g in batch.generations)
-    speed = "" if math.isclose(batch.decode_tokens_per_s, 0.0) else f", decode {batch.decode_tokens_per_s:.2f} tokens/s"
+    speed = f", decode {batch.decode_tokens_per_s:.2f} tokens/s" if batch.decode_tokens_per_s > 0 else ""
     prompts = f"{len(batch.generations)} prompt{'' if len(batch.generations) == 1 else 's'}"
     return (f"[batch {k}/{count}: {prompts}, {tokens} tokens; first tokens after "
             f"{batch.ttft_s:.2f} s{speed}]")

@@ -204,3 +204,14 @@ def test_capped_targets_of_the_int8_race() -> None:
     smol = speed_targets(_result(0.1, 10.0, {"duckdb": {"finished": True}}))
     assert smol["capped duckdb finishes"]["met"] is True and smol["capped duckdb-int8 finishes"]["met"] is None
     assert "capped duckdb-int8/llama.cpp decode" not in smol
+
+
+def test_a_batch_that_failed_at_one_length_keeps_the_other_lengths_run() -> None:
+    from onnx2sql.bench.report import format_batch
+
+    result = {"engines": {"duckdb": {"precision": "fp32", "batch": {
+        "size": 8, "runs": [{"prompt_len": 16}], "decode_tokens_per_s_by_prompt_len": {"16": 2.5},
+        "ttft_s": {"16": 3.0}, "speedup_over_batch_1": 9.0, "not_run": {"128": "MemoryError: out of memory"}}}},
+        "batch_agreement": {}}
+    assert format_batch(result) == ["batch of 8, duckdb: prompt 16: first tokens 3.000 s, decode 2.50 tokens/s; "
+                                    "prompt 128: not run (MemoryError: out of memory); 9.00x one sequence's decode"]

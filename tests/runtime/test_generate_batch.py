@@ -218,6 +218,11 @@ def test_python_api_writes_what_the_command_writes(tiny_llama3_dir: Path, db: Pa
     assert (tmp_path / "api.jsonl").read_text() == (tmp_path / "cli.jsonl").read_text()
     assert [json.loads(line) for line in (tmp_path / "api.jsonl").read_text().splitlines()] == lines
     assert [line["id"] for line in lines] == ["x", "y"]
+    never = tmp_path / "never.duckdb"
+    with pytest.raises(onnx2sql.InputError, match="bad.jsonl:1: not valid JSON"):
+        onnx2sql.generate_file(tiny_llama3_dir, write_lines(tmp_path / "bad.jsonl", ["{"]), tmp_path / "o.jsonl",
+                               db=never)
+    assert not never.exists()  # the file is checked before the model is opened or compiled
 
 
 def test_a_duckdb_table_of_prompts_in_and_a_table_of_results_out(tiny_llama3_dir: Path, db: Path,
