@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from onnx2sql.dialects import dialect_for
 from onnx2sql.emit.regions import DEFAULT_REGION_SIZE, Region, Statement, build_regions, region_query, \
     region_reads
 from onnx2sql.emit.sql import comment_text, quote_ident
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 # rows whose second-to-last index is at least this DuckDB variable, when it is set: generation
 # reads the last position alone and skips the head's work for the rest of a prompt.
 OUTPUT_ROWS_FROM = "onnx2sql_output_rows_from"
+
+# What getvariable('s0') reads on each backend.
+SYMBOL_KINDS = {"duckdb": "DuckDB variables", "postgres": "settings onnx2sql.s0, .. (read by getvariable)"}
 
 
 @dataclass
@@ -66,6 +70,8 @@ class Program:
     # Bytes of values in each table of matrix tiles, which a product scans whole (an embedding,
     # read a row per token, is left out): how much of its weights a region scans.
     weight_bytes: dict[str, int] = field(default_factory=dict)
+    # The database the SQL is written for (onnx2sql/dialects).
+    backend: str = "duckdb"
 
     def finish(self, region_size: int = DEFAULT_REGION_SIZE) -> "Program":
         keep = {t.table for t in self.outputs} | {t.table for t in self.inputs}
@@ -82,9 +88,15 @@ class Program:
         region = self.regions[k]
         sink = self.statements[region.sink]
         query = region_query(self.statements, region, comments)
+        dialect = dialect_for(self.backend)
         if sink.appends:
-            return f"INSERT INTO {quote_ident(sink.table)} BY NAME\n{query}"
-        return f"CREATE OR REPLACE TEMP TABLE {quote_ident(sink.table)} AS\n{query}"
+            return dialect.insert_rows(quote_ident(sink.table), self._columns(sink.table), query)
+        return dialect.create_table_as(quote_ident(sink.table), query)
+
+    def _columns(self, table: str) -> list[str]:
+        """The columns of a graph input's table (the only tables a program appends to)."""
+        spec = next(t for t in self.inputs if t.table == table)
+        return [f"i{k}" for k in range(max(len(spec.shape) - 1, 0))] + ["c", "v"]
 
     def executable(self, drop: bool = True) -> list[str]:
         """The regions as DuckDB executes them, with each stored table dropped after its last use
@@ -108,7 +120,7 @@ class Program:
                  f"-- Weights: {self.weight_format}"
                  + (" (matrix products read int8 tiles with a float32 scale per 32 values through "
                     "onnx2sql_tile_matvec_q8)." if self.weight_format == "int8" else "."),
-                 "-- Symbols are DuckDB variables set before each run:"]
+                 f"-- Symbols are {SYMBOL_KINDS.get(self.backend, 'variables')} set before each run:"]
         lines += [f"--   {s.symbol} = {comment_text(s.input)} axis {s.axis} ({comment_text(s.label)})"
                   for s in self.symbols]
         lines += [f"-- input  {comment_text(t.name)} -> {t.table}: {describe_layout(t.runtime(), self.chunk)}"
@@ -134,6 +146,7 @@ class Program:
             "regions": [r.members for r in self.regions],
             "drops": self.drops,
             "weight_bytes": self.weight_bytes,
+            "backend": self.backend,
         })
 
     @staticmethod
@@ -150,6 +163,7 @@ class Program:
             weight_format=data.get("weight_format", "fp32"),
             drops=data["drops"],
             weight_bytes=data.get("weight_bytes", {}),
+            backend=data.get("backend", "duckdb"),
         )
 
 

@@ -16,43 +16,26 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from onnx2sql.errors import ModelError
+from onnx2sql.dialects import current
 
 DEFAULT_CHUNK = 64  # elements per row of a tensor table (the `chunk` above) unless one is asked for
 
-_SQL_TYPES = {
-    np.dtype(np.float32): "FLOAT",
-    np.dtype(np.float64): "DOUBLE",
-    np.dtype(np.int64): "BIGINT",
-    np.dtype(np.int32): "INTEGER",
-    np.dtype(np.int16): "SMALLINT",
-    np.dtype(np.int8): "TINYINT",
-    np.dtype(np.uint8): "UTINYINT",
-    np.dtype(np.uint16): "USMALLINT",
-    np.dtype(np.uint32): "UINTEGER",
-    np.dtype(np.uint64): "UBIGINT",
-    np.dtype(np.bool_): "BOOLEAN",
-}
-
-
 def sql_type(dtype: np.dtype) -> str:
-    try:
-        return _SQL_TYPES[np.dtype(dtype)]
-    except KeyError:
-        raise ModelError(f"element type {np.dtype(dtype).name} is not supported") from None
+    """The element type's name in the dialect in use."""
+    return current().type(dtype)
 
 
 def is_supported_dtype(dtype: np.dtype) -> bool:
-    return np.dtype(dtype) in _SQL_TYPES
+    return current().supports(dtype)
 
 
 def quote_ident(name: str) -> str:
-    """A DuckDB identifier for any string: doubled quotes inside, quoted outside."""
-    return '"' + name.replace('"', '""') + '"'
+    """An identifier for any string: doubled quotes inside, quoted outside."""
+    return current().quote_ident(name)
 
 
 def quote_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    return current().quote_literal(text)
 
 
 def comment_text(text: str) -> str:
@@ -63,9 +46,9 @@ def comment_text(text: str) -> str:
 def float_literal(x: float, dtype: np.dtype) -> str:
     t = sql_type(dtype)
     if np.isnan(x):
-        return f"'nan'::{t}"
+        return current().special_float("nan", t)
     if np.isinf(x):
-        return f"'{'-' if x < 0 else ''}inf'::{t}"
+        return current().special_float("-inf" if x < 0 else "inf", t)
     return f"CAST({float(x)!r} AS {t})"
 
 
@@ -104,10 +87,27 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=False,
     )
     env.globals["cols"] = cols
+    env.filters["cast_as"] = lambda sql, type_name: f"CAST({sql} AS {type_name})"
     return env
 
 
 def render(template: str, **params: object) -> str:
-    text = environment().get_template(template).render(**params)
+    text = environment().get_template(template).render(d=current(), **params)
     lines = [line.rstrip() for line in text.splitlines() if line.strip()]
     return "\n".join(lines)
+
+
+def int_div(a: str, b: object) -> str:
+    """Integer division truncated toward zero, in the dialect in use."""
+    return current().int_div(a, str(b))
+
+
+def double_type() -> str:
+    """The float type float maths is carried out in, in the dialect in use."""
+    return current().double
+
+
+def in_dialect(fragment: str) -> str:
+    """A fragment written once with DuckDB's name of the float maths type (DOUBLE), in the
+    dialect in use: the element expressions of ops are module constants."""
+    return fragment.replace("DOUBLE", double_type()) if current().double != "DOUBLE" else fragment

@@ -11,6 +11,8 @@ from typing import Iterable, Sequence
 
 import sympy
 
+from onnx2sql.emit.sql import double_type
+
 Dim = sympy.Expr
 Shape = tuple[Dim, ...]
 
@@ -97,7 +99,7 @@ def _sql(e: sympy.Basic) -> str:
     if e.is_Integer:
         return str(int(e))
     if e.is_Rational:
-        return f"({int(e.p)}::DOUBLE / {int(e.q)})"
+        return f"(CAST({int(e.p)} AS {double_type()}) / {int(e.q)})"
     if e.is_Symbol:
         return f"getvariable('{e.name}')"
     if isinstance(e, sympy.Add):
@@ -106,7 +108,7 @@ def _sql(e: sympy.Basic) -> str:
         num, den = sympy.fraction(e)
         if den == 1:
             return "(" + " * ".join(_sql(a) for a in sympy.Mul.make_args(num)) + ")"
-        return f"({_sql(num)} / CAST({_sql(den)} AS DOUBLE))"
+        return f"({_sql(num)} / CAST({_sql(den)} AS {double_type()}))"
     if isinstance(e, sympy.Pow) and e.exp.is_Integer and int(e.exp) > 0:
         return "(" + " * ".join([_sql(e.base)] * int(e.exp)) + ")"
     for kind, name in _ROUNDING.items():

@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import onnx.helper
 
+from onnx2sql.dialects import dialect_for, using
 from onnx2sql.emit.program import Program, SymbolSource, TensorSpec
 from onnx2sql.emit.regions import DEFAULT_REGION_SIZE
 from onnx2sql.emit.sql import DEFAULT_CHUNK, comment_text, is_supported_dtype
@@ -24,7 +25,7 @@ from onnx2sql.runtime.kernel_mode import WEIGHT_FORMATS
 def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK,
                 constants: Mapping[str, np.ndarray] | None = None,
                 region_size: int = DEFAULT_REGION_SIZE, append_in_place: bool = True,
-                kernels: str = "sql", weights: str = "fp32") -> Program:
+                kernels: str = "sql", weights: str = "fp32", backend: str = "duckdb") -> Program:
     """Lower a whole model, or raise UnsupportedOpError naming every node that cannot be lowered.
 
     `constants` fixes the values of some graph inputs: the program is specialised to them.
@@ -32,7 +33,8 @@ def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK,
     `append_in_place` lets a Concat of a graph input with new rows, itself a graph output (a KV
     cache), append to the input's table instead of copying it (onnx2sql/ops/shape.py).
     `kernels` is "native" (float32 products call the native kernels) or "sql". `weights` "int8"
-    stores the known matrices of those products as int8 tiles (native kernels only)."""
+    stores the known matrices of those products as int8 tiles (native kernels only). `backend` is
+    the database the program's SQL is written for (onnx2sql/dialects)."""
     if kernels not in ("native", "sql"):
         raise ModelError(f"kernels must be 'native' or 'sql', got {kernels!r}")
     if weights not in WEIGHT_FORMATS or (weights == "int8" and kernels != "native"):
@@ -41,6 +43,17 @@ def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK,
         raise ModelError(f"chunk size must be at least 1, got {chunk}")
     if region_size < 1:
         raise ModelError(f"region size must be at least 1, got {region_size}")
+    dialect = dialect_for(backend)
+    if kernels == "native" and not dialect.native_kernels:
+        raise ModelError(f"the native kernels do not run on {backend}; compile with kernels 'sql'")
+    with using(dialect):
+        program = _lower(model, chunk, constants, append_in_place, kernels, weights)
+        program.backend = backend
+        return program.finish(region_size)
+
+
+def _lower(model: onnx.ModelProto, chunk: int, constants: Mapping[str, np.ndarray] | None,
+           append_in_place: bool, kernels: str, weights: str) -> Program:
     graph = model.graph
     opsets = model_opsets(model)
     problems = find_unsupported(model)
@@ -85,9 +98,8 @@ def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK,
     keep = {spec.table for spec in inputs + outputs_spec}
     fuse_elementwise(ctx, keep)
     drop_unread(ctx, keep)
-    program = Program(chunk, inputs, outputs_spec, symbols, ctx.statements, weights=ctx.weights, kernels=kernels,
-                      weight_format=weights, weight_bytes={w.table: w.stored_bytes() for w in ctx.weights if w.tile_rows})
-    return program.finish(region_size)
+    return Program(chunk, inputs, outputs_spec, symbols, ctx.statements, weights=ctx.weights, kernels=kernels,
+                   weight_format=weights, weight_bytes={w.table: w.stored_bytes() for w in ctx.weights if w.tile_rows})
 
 
 # Ops that read only their input's shape, which folds at compile time: they never read its table.

@@ -13,6 +13,7 @@ import onnx
 import onnx.helper
 import sympy
 
+from onnx2sql.emit.sql import in_dialect
 from onnx2sql.graph.values import Known, Runtime, Value, shape_of
 from onnx2sql.ops.broadcast import broadcast_shapes
 from onnx2sql.ops.fusion import Recipe, emit_recipe
@@ -125,7 +126,7 @@ def element_expression(op: str, dtypes: list[np.dtype]) -> str:
     table = FLOAT_EXPR if dtypes[0].kind == "f" else INT_EXPR
     if op not in table:
         raise LoweringProblem(f"element type {dtypes[0].name} is not supported")
-    return table[op]
+    return in_dialect(table[op])
 
 
 def fold(op: str, values: list[Known], dtype: np.dtype) -> Known | None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from onnx2sql.dialects import current
 from onnx2sql.emit.program import OUTPUT_ROWS_FROM
 from onnx2sql.emit.sql import literal
 from onnx2sql.errors import ShapeError
@@ -75,7 +76,7 @@ def product(ctx: LowerContext, a: Operand, bt: Operand, k: Dim, out_shape: Shape
     """A @ B for A as rows of K (rank >= 1) and B transposed as rows of K (rank >= 1)."""
     if static_value(k) == 0:
         return _zeros(out_shape, dtype)
-    if _is_weight_matrix(bt.value) and np.dtype(dtype).kind == "f":
+    if _is_weight_matrix(bt.value) and np.dtype(dtype).kind == "f" and current().nested_lists:
         return _product_with_weight_tiles(ctx, a.rows(ctx), bt, out_shape, dtype, graph_output)
     if _by_columns(ctx, bt, dtype):
         return _product_by_columns(ctx, a.rows(ctx), ctx.table_ref(ctx.runtime(bt.value)), k, out_shape, dtype)
@@ -96,7 +97,7 @@ def _by_columns(ctx: LowerContext, bt: Operand, dtype: np.dtype) -> bool:
     """A float product whose computed B would need a transposing statement (B is not already a
     transpose's output) and has a known number of columns: B is read as it is, by columns."""
     value = bt.value
-    return (bt.swap and isinstance(value, Runtime) and value.table not in ctx.swapped and value.rank >= 2
+    return (current().nested_lists and bt.swap and isinstance(value, Runtime) and value.table not in ctx.swapped and value.rank >= 2
             and np.dtype(dtype).kind == "f" and static_value(value.shape[-1]) is not None)
 
 

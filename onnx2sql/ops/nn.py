@@ -9,7 +9,8 @@ from typing import Callable
 
 import numpy as np
 
-from onnx2sql.emit.sql import literal
+from onnx2sql.dialects import current
+from onnx2sql.emit.sql import double_type, literal
 from onnx2sql.graph.symbolic import Dim, as_dim, product, static_value, to_sql
 from onnx2sql.graph.values import Known, Value, shape_of
 from onnx2sql.ops.context import LowerContext, NodeView
@@ -85,9 +86,10 @@ def channel_statistic(ctx: LowerContext, x: Value, stat: str) -> Value:
     axes = [k for k in range(len(shape)) if k != 1]
     n = to_sql(product([shape[k] for k in axes]))
     fast = len(shape) > 2  # the last axis is reduced: aggregate whole chunk lists
-    total = "sum(list_sum(CAST(s.v AS DOUBLE[])))" if fast else "sum(CAST(s.x AS DOUBLE))"
-    squares = ("sum(list_sum(list_transform(s.v, lambda x, p: CAST(x AS DOUBLE) * x)))" if fast
-               else "sum(CAST(s.x AS DOUBLE) * s.x)")
+    double = double_type()
+    total = f"sum(list_sum({current().cast_list('s.v', double)}))" if fast else f"sum(CAST(s.x AS {double}))"
+    squares = (f"sum(list_sum({current().map('s.v', f'CAST(x AS {double}) * x')}))" if fast
+               else f"sum(CAST(s.x AS {double}) * s.x)")
     agg = f"{total} / {n}" if stat == "mean" else f"{squares} / {n} - ({total} / {n}) * ({total} / {n})"
     return emit_reduction(ctx, ctx.ref(x), axes, False, x.dtype, agg, fast)
 

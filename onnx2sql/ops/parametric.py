@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from onnx2sql.emit.sql import literal, sql_type
+from onnx2sql.emit.sql import double_type, in_dialect, literal, sql_type
 from onnx2sql.graph.values import Known, Value
 from onnx2sql.ops.context import LowerContext, NodeView
 from onnx2sql.ops.elementwise import FOLD_LIMIT, cast_expression, emit_elementwise
@@ -78,7 +78,7 @@ def lower_attribute_op(node: NodeView, ctx: LowerContext) -> list[Value]:
     assert x is not None
     values = _float_attributes(node, op.attributes)
     # Float maths in DOUBLE; the template casts the result to x's type once.
-    sql = op.sql.format("{0}", **{k: literal(v, np.dtype(np.float64)) for k, v in values.items()})
+    sql = in_dialect(op.sql).format("{0}", **{k: literal(v, np.dtype(np.float64)) for k, v in values.items()})
     return [apply_expression(ctx, node.op_type, [x], x.dtype, sql, lambda a: op.fold(a, **values))]
 
 
@@ -87,7 +87,8 @@ def lower_attribute_op(node: NodeView, ctx: LowerContext) -> list[Value]:
 def _mod_sql(floored: bool, float_type: bool) -> str:
     """C's fmod (the dividend's sign), or with `floored` the divisor's sign (Python's %): a
     truncated remainder of the other sign moves by the divisor. Floats run in DOUBLE."""
-    a, b = ("CAST({0} AS DOUBLE)", "CAST({1} AS DOUBLE)") if float_type else ("{0}", "{1}")
+    double = double_type()
+    a, b = (f"CAST({{0}} AS {double})", f"CAST({{1}} AS {double})") if float_type else ("{0}", "{1}")
     r = f"({a} % {b})"
     return f"CASE WHEN {r} <> 0 AND ({r} < 0) <> ({b} < 0) THEN {r} + {b} ELSE {r} END" if floored else r
 

@@ -11,6 +11,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from onnx2sql.dialects import current
+from onnx2sql.emit.sql import double_type, in_dialect
 from onnx2sql.graph.symbolic import product, to_sql
 from onnx2sql.graph.values import Known, Value, shape_of
 from onnx2sql.ops.context import LowerContext, NodeView
@@ -80,7 +82,7 @@ def lower_average_pool(node: NodeView, ctx: LowerContext) -> list[Value]:
     if node.attr("count_include_pad", 0):
         # The divisor counts the explicit padding but not ceil_mode's overhang past it.
         inside = " AND ".join(w.in_padded_range(s) for w, s in zip(geometry, sources(geometry)))
-        agg = f"sum(CAST(x.x AS DOUBLE)) / count(*) FILTER (WHERE {inside})"
+        agg = f"sum(CAST(x.x AS {double_type()})) / count(*) FILTER (WHERE {inside})"
     else:
         agg = "avg(x.x)"
     return [emit_pool(ctx, x, geometry, agg, x.dtype)]
@@ -90,7 +92,7 @@ def lower_average_pool(node: NodeView, ctx: LowerContext) -> list[Value]:
 def lower_lp_pool(node: NodeView, ctx: LowerContext) -> list[Value]:
     x = input_value(node)
     p = float(node.attr("p", 2))  # type: ignore[arg-type]
-    agg = f"power(sum(power(abs(CAST(x.x AS DOUBLE)), {p!r})), 1 / {p!r})"
+    agg = f"power(sum(power(abs(CAST(x.x AS {double_type()})), {p!r})), 1 / {p!r})"
     return [emit_pool(ctx, x, pool_geometry(node, x), agg, x.dtype)]
 
 
@@ -106,13 +108,14 @@ GLOBAL_POOLS = {
 @register(["GlobalAveragePool", "GlobalMaxPool"], since=1)
 def lower_global_pool(node: NodeView, ctx: LowerContext) -> list[Value]:
     agg, fold = GLOBAL_POOLS[node.op_type]
-    return [global_pool(node, ctx, agg, lambda a, axes: fold(a, axis=axes, keepdims=True))]
+    return [global_pool(node, ctx, in_dialect(agg), lambda a, axes: fold(a, axis=axes, keepdims=True))]
 
 
 @register("GlobalLpPool", since=2)
 def lower_global_lp_pool(node: NodeView, ctx: LowerContext) -> list[Value]:
     p = float(node.attr("p", 2))  # type: ignore[arg-type]
-    agg = f"power(sum(list_sum(list_transform(s.v, lambda x, q: power(abs(CAST(x AS DOUBLE)), {p!r})))), 1 / {p!r})"
+    element = f"power(abs(CAST(x AS {double_type()})), {p!r})"
+    agg = f"power(sum(list_sum({current().map('s.v', element, 'x', 'q')})), 1 / {p!r})"
     return [global_pool(node, ctx, agg, lambda a, axes: np.sum(np.abs(a) ** p, axis=axes, keepdims=True) ** (1 / p))]
 
 

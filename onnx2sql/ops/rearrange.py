@@ -5,6 +5,7 @@ outermost (DCR: depth, column, row) or innermost (CRD).
 """
 from __future__ import annotations
 
+from onnx2sql.emit.sql import int_div
 from onnx2sql.graph.symbolic import Dim, as_dim, to_sql
 from onnx2sql.graph.values import Value, shape_of
 from onnx2sql.ops.context import LowerContext, NodeView
@@ -29,9 +30,9 @@ def _split_channel(channel: str, depth: Dim, block: int, mode: str) -> tuple[str
     """SQL of (depth index, row offset b1, column offset b2) packed in a channel index."""
     d = to_sql(depth)
     if mode == "DCR":  # channel = (b1 * block + b2) * depth + d
-        return f"{channel} % {d}", f"{channel} // {d} // {block}", f"({channel} // {d}) % {block}"
+        return f"{channel} % {d}", int_div(int_div(channel, d), block), f"({int_div(channel, d)}) % {block}"
     square = block * block  # CRD: channel = d * block^2 + b1 * block + b2
-    return f"{channel} // {square}", f"({channel} % {square}) // {block}", f"{channel} % {block}"
+    return int_div(channel, square), int_div(f"({channel} % {square})", block), f"{channel} % {block}"
 
 
 def _pack_channel(depth_index: str, b1: str, b2: str, depth: Dim, block: int, mode: str) -> str:
@@ -55,5 +56,5 @@ def lower_space_to_depth(node: NodeView, ctx: LowerContext) -> list[Value]:
     x, block, mode = _block_input(node)
     n, c, h, w = shape_of(x)
     channel = _pack_channel("i1", f"i2 % {block}", f"i3 % {block}", c, block, mode)
-    plan = Remap(["i0", channel, f"i2 // {block}", f"i3 // {block}"], elements=True)
+    plan = Remap(["i0", channel, int_div("i2", block), int_div("i3", block)], elements=True)
     return [emit_remap(ctx, x, (n, c * block * block, as_dim(h) / block, as_dim(w) / block), plan)]

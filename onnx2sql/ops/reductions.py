@@ -8,7 +8,8 @@ from typing import Callable
 
 import numpy as np
 
-from onnx2sql.emit.sql import literal
+from onnx2sql.dialects import current
+from onnx2sql.emit.sql import double_type, literal
 from onnx2sql.graph.values import Known, Value, shape_of
 from onnx2sql.ops.context import LowerContext, NodeView
 from onnx2sql.ops.reduce import REDUCERS, Reducer, foldable, input_value, lower_reduce_axes_attribute, \
@@ -28,15 +29,15 @@ def _of_mapped(reduce_fn: Callable[..., np.ndarray], element_fn: Callable[[np.nd
 
 def _mapped_sum(element: Callable[[str], str]) -> tuple[str, str]:
     """Sums of element(x) (SQL) over whole chunk lists s.v and over exploded elements s.x."""
-    return f"sum(list_sum(list_transform(s.v, lambda x, p: {element('x')})))", f"sum({element('s.x')})"
+    return f"sum(list_sum({current().map('s.v', element('x'))}))", f"sum({element('s.x')})"
 
 
 def _square(x: str) -> str:
-    return f"CAST({x} AS DOUBLE) * {x}"
+    return f"CAST({x} AS {double_type()}) * {x}"
 
 
 def _exp(x: str) -> str:
-    return f"exp(CAST({x} AS DOUBLE))"
+    return f"exp(CAST({x} AS {double_type()}))"
 
 
 REDUCERS.update({

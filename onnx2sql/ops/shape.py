@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 import sympy
 
+from onnx2sql.emit.sql import int_div
 from onnx2sql.errors import ShapeError
 from onnx2sql.graph.symbolic import Dim, Shape, as_dim, dims_equal, is_one, product, static_value, to_sql
 from onnx2sql.graph.values import Known, Runtime, Value, shape_of
@@ -134,7 +135,7 @@ def split_index(lin: str, dims: Sequence[Dim]) -> list[str]:
             out.append("0")
             continue
         stride = product(dims[k + 1:])
-        expr = lin if is_one(stride) else f"{lin} // {to_sql(stride)}"
+        expr = lin if is_one(stride) else int_div(lin, to_sql(stride))
         out.append(expr if outermost else f"({expr}) % {to_sql(d)}")
         outermost = False
     return out
@@ -526,7 +527,7 @@ def axis_filter(column: str, s: AxisSlice) -> tuple[str, list[str]]:
     conditions = [f"{distance} >= 0", f"{distance} < {to_sql(s.length * gap)}"]
     if gap == 1:
         return f"{distance}", conditions
-    return f"({distance}) // {gap}", conditions + [f"({distance}) % {gap} = 0"]
+    return int_div(f"({distance})", gap), conditions + [f"({distance}) % {gap} = 0"]
 
 
 def last_axis_plan(plan: Remap, s: AxisSlice, dim: Dim, chunk: int) -> bool:
