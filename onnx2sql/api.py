@@ -94,13 +94,18 @@ def connect_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
 
 def run(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray],
         chunk_size: int | None = None, region_size: int = DEFAULT_REGION_SIZE,
-        kernels: str | None = None, weights: str | None = None) -> dict[str, np.ndarray]:
+        kernels: str | None = None, weights: str | None = None, backend: str = "duckdb",
+        db: str | None = None) -> dict[str, np.ndarray]:
     """Run a model on feeds in DuckDB; returns every graph output by name.
 
     `model` is an ONNX path or ModelProto (compiled into an in-memory database first) or a
     folder written by compile() (nothing is loaded again). A feed longer than MAX_VARIABLE_AXIS
-    along a variable axis, or an index beyond the table it selects from, is refused first."""
+    along a variable axis, or an index beyond the table it selects from, is refused first.
+    `backend="postgres"` compiles the model for PostgreSQL and runs it in the database at the
+    connection URL `db`, in temporary tables that end with the connection."""
     chunk = _chunk(chunk_size)
+    if backend != "duckdb":
+        return _run_elsewhere(model, feeds, chunk, region_size, backend, db)
     if isinstance(model, (str, Path)) and Path(model).is_dir():
         con, program = open_compiled(Path(model))
         try:
@@ -119,6 +124,29 @@ def run(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray],
         return _run_session(con, program, feeds, None)
     finally:
         con.close()
+
+
+def _run_elsewhere(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray], chunk: int,
+                   region_size: int, backend: str, db: str | None) -> dict[str, np.ndarray]:
+    """run() on a backend other than DuckDB (an ONNX model; the program is pure SQL)."""
+    from onnx2sql.dialects import dialect_for
+    from onnx2sql.runtime.postgres import PostgresDatabase
+    from onnx2sql.runtime.postgres_session import PostgresSession, prepare_database
+
+    dialect_for(backend)  # an unknown name is refused first
+    if not db:
+        raise UsageError(f"backend {backend} needs a database: pass db= (--db) a postgresql:// URL")
+    if isinstance(model, (str, Path)) and Path(model).is_dir():
+        raise UsageError(f"backend {backend} runs an ONNX model file; a compiled folder is a DuckDB database")
+    proto, _ = load_valid_model(model)
+    _check_feed_sizes(feeds, _fixed_axes(proto))
+    check_index_feeds(feeds, index_bounds(proto))
+    program, feeds = _lower_for_feeds(proto, chunk, feeds, region_size, backend=backend)
+    with PostgresDatabase.connect(db) as database:
+        prepare_database(database)
+        for weight in program.weights:
+            database.write_tensor(weight.table, weight.array, weight.chunk, temporary=True)
+        return PostgresSession(database, program).run(feeds)
 
 
 def _run_session(con: duckdb.DuckDBPyConnection, program: Program, feeds: Mapping[str, np.ndarray],
@@ -241,14 +269,16 @@ SPECIALISE_LIMIT = 4096  # elements of an integer input that run() may bake into
 
 
 def _lower_for_feeds(proto: onnx.ModelProto, chunk: int, feeds: Mapping[str, np.ndarray],
-                     region_size: int = DEFAULT_REGION_SIZE, kernels: str = "sql", weights: str = "fp32"):
+                     region_size: int = DEFAULT_REGION_SIZE, kernels: str = "sql", weights: str = "fp32",
+                     backend: str = "duckdb"):
     """Lower a model for one run. A graph that computes shapes, axes or counts from its inputs
     cannot be compiled once for all values; here the values are at hand, so the program is
     specialised to the small integer (or scalar) inputs and run on the rest."""
     from onnx2sql.graph.visitor import lower_model
 
     try:
-        return lower_model(proto, chunk, region_size=region_size, kernels=kernels, weights=weights), feeds
+        return lower_model(proto, chunk, region_size=region_size, kernels=kernels, weights=weights,
+                           backend=backend), feeds
     except UnsupportedOpError as exc:
         if not all(p.data_dependent for p in exc.problems):
             raise
@@ -256,7 +286,8 @@ def _lower_for_feeds(proto: onnx.ModelProto, chunk: int, feeds: Mapping[str, np.
         if not constants:
             raise
         rest = {name: value for name, value in feeds.items() if name not in constants}
-        return lower_model(proto, chunk, constants, region_size, kernels=kernels, weights=weights), rest
+        return lower_model(proto, chunk, constants, region_size, kernels=kernels, weights=weights,
+                           backend=backend), rest
 
 
 def _shape_like(value: np.ndarray) -> bool:

@@ -13,7 +13,7 @@ import onnx
 import onnx.helper
 import sympy
 
-from onnx2sql.emit.sql import in_dialect
+from onnx2sql.emit.sql import in_dialect, int_div
 from onnx2sql.graph.values import Known, Runtime, Value, shape_of
 from onnx2sql.ops.broadcast import broadcast_shapes
 from onnx2sql.ops.fusion import Recipe, emit_recipe
@@ -124,6 +124,8 @@ def element_expression(op: str, dtypes: list[np.dtype]) -> str:
         total = " + ".join(f"{{{k}}}" for k in range(len(dtypes)))
         return total if op == "Sum" else f"({total}) / {len(dtypes)}"
     table = FLOAT_EXPR if dtypes[0].kind == "f" else INT_EXPR
+    if table is INT_EXPR and op == "Div":
+        return int_div("{0}", "{1}")
     if op not in table:
         raise LoweringProblem(f"element type {dtypes[0].name} is not supported")
     return in_dialect(table[op])

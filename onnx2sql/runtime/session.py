@@ -93,14 +93,24 @@ class Session:
         """Set the symbol variables from the feeds' shapes (only shapes are read: broadcast views do)."""
         bindings = self._bind_symbols(arrays)
         self.bindings = bindings
+        self.set_symbols(bindings)
+        return bindings
+
+    def set_symbols(self, bindings: Mapping[str, int]) -> None:
+        """Make the symbols' values readable by the program (getvariable)."""
         for symbol, value in bindings.items():
             self.con.execute(f"SET VARIABLE {symbol} = {int(value)}")
-        return bindings
 
     def load_inputs(self, arrays: Mapping[str, np.ndarray], skip: frozenset[str] = frozenset()) -> None:
         for spec in self.program.inputs:
             if spec.name not in skip:
-                write_feed(self.con, spec.table, arrays[spec.name], self.program.chunk)
+                self.write_feed(spec.table, arrays[spec.name])
+
+    def write_feed(self, table: str, array: np.ndarray) -> None:
+        write_feed(self.con, table, array, self.program.chunk)
+
+    def read_tensor(self, table: str, rank: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        return read_table(self.con, table, rank, shape, dtype)
 
     def execute(self, drop: bool = True) -> None:
         """Run the program; `drop=False` keeps its intermediate tables (see Program.executable)."""
@@ -113,7 +123,7 @@ class Session:
         spec = next(s for s in self.program.outputs if s.name == output)
         shape = tuple(evaluate_dim(d, bindings) for d in spec.shape)
         try:
-            return read_table(self.con, spec.table, len(spec.shape), shape, np.dtype(spec.dtype))
+            return self.read_tensor(spec.table, len(spec.shape), shape, np.dtype(spec.dtype))
         except ShapeError as exc:
             # Rows go missing when a Gather's index selects a row that does not exist.
             raise InputError(f"output {output!r} came out incomplete ({exc}): does an index input select "

@@ -1,0 +1,89 @@
+"""Running a program compiled for PostgreSQL (backend "postgres"): the support library installed
+in the database, weights and feeds written with COPY, symbols as session settings."""
+from __future__ import annotations
+
+from importlib import resources
+from typing import Mapping
+
+import numpy as np
+import psycopg
+
+from onnx2sql.emit.program import Program
+from onnx2sql.errors import DatabaseError, ModelError
+from onnx2sql.runtime.postgres import PostgresDatabase
+from onnx2sql.runtime.session import Session
+
+# Version of postgres_support.sql: a database holding an older one gets it again.
+SUPPORT_VERSION = 2
+
+# Tables go to public (first), the support functions come before pg_catalog's (IEEE exp, ln, ..).
+SEARCH_PATH = "public, onnx2sql, pg_catalog"
+
+# A dot product through pgvector when the extension is there (vectors are float4, as the
+# float32 products of onnxruntime are); plain SQL over the two arrays otherwise.
+_DOT_PGVECTOR = """CREATE OR REPLACE FUNCTION onnx2sql.list_dot_product(a double precision[], b double precision[])
+  RETURNS double precision LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+  RETURN inner_product(CAST(a AS vector), CAST(b AS vector))"""
+_DOT_SQL = """CREATE OR REPLACE FUNCTION onnx2sql.list_dot_product(a double precision[], b double precision[])
+  RETURNS double precision LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+  RETURN (SELECT sum(x * y) FROM unnest(a, b) AS e(x, y))"""
+
+
+def support_sql() -> str:
+    return resources.files("onnx2sql.dialects").joinpath("postgres_support.sql").read_text()
+
+
+def prepare_database(db: PostgresDatabase) -> None:
+    """Install the support library (once per version) and use it on this connection."""
+    db.execute(f"SET search_path = {SEARCH_PATH}")
+    if _installed_version(db) == SUPPORT_VERSION:
+        return
+    db.execute(support_sql())
+    dot = _DOT_PGVECTOR if _has_pgvector(db) else _DOT_SQL
+    db.execute(dot)
+    db.execute(f"CREATE OR REPLACE FUNCTION onnx2sql.support_version() RETURNS integer LANGUAGE sql "
+               f"IMMUTABLE RETURN {SUPPORT_VERSION}")
+
+
+def _installed_version(db: PostgresDatabase) -> int | None:
+    found = db.fetchall("SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                        "WHERE n.nspname = 'onnx2sql' AND p.proname = 'support_version'")
+    return int(db.fetchall("SELECT onnx2sql.support_version()")[0][0]) if found else None
+
+
+def _has_pgvector(db: PostgresDatabase) -> bool:
+    if db.fetchall("SELECT 1 FROM pg_extension WHERE extname = 'vector'"):
+        return True
+    if not db.fetchall("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"):
+        return False
+    db.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    return True
+
+
+class PostgresSession(Session):
+    """Runs one Program compiled for PostgreSQL on one database; its weights must be there."""
+
+    def __init__(self, db: PostgresDatabase, program: Program):
+        if program.backend != "postgres":
+            raise ModelError(f"this program was compiled for {program.backend}, not postgres")
+        super().__init__(db, program)  # type: ignore[arg-type]
+        self.db = db
+
+    def set_symbols(self, bindings: Mapping[str, int]) -> None:
+        self.db.set_symbols(bindings)
+
+    def write_feed(self, table: str, array: np.ndarray) -> None:
+        self.db.write_tensor(table, array, self.program.chunk, temporary=True)
+
+    def read_tensor(self, table: str, rank: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        return self.db.read_tensor(table, rank, shape, dtype)
+
+    def execute(self, drop: bool = True) -> None:
+        try:
+            super().execute(drop)
+        except psycopg.Error as exc:
+            raise DatabaseError(f"PostgreSQL refused a statement of the program: {exc}".strip()) from exc
+
+    def drop_temporaries(self) -> None:
+        """Drop the tables of a run (feeds and computed tensors); weights stay."""
+        self.db.drop_temporaries()
