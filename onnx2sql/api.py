@@ -105,7 +105,11 @@ def run(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray],
     connection URL `db`, in temporary tables that end with the connection."""
     chunk = _chunk(chunk_size)
     if backend != "duckdb":
+        if kernels == "native" or weights == "int8":
+            raise UsageError(f"backend {backend} runs pure SQL: the native kernels and int8 weights are DuckDB's")
         return _run_elsewhere(model, feeds, chunk, region_size, backend, db)
+    if db is not None:
+        raise UsageError("db= (--db) names a database of another backend; DuckDB runs in memory here")
     if isinstance(model, (str, Path)) and Path(model).is_dir():
         con, program = open_compiled(Path(model))
         try:
@@ -129,6 +133,8 @@ def run(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray],
 def _run_elsewhere(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray], chunk: int,
                    region_size: int, backend: str, db: str | None) -> dict[str, np.ndarray]:
     """run() on a backend other than DuckDB (an ONNX model; the program is pure SQL)."""
+    import psycopg
+
     from onnx2sql.dialects import dialect_for
     from onnx2sql.runtime.postgres import PostgresDatabase
     from onnx2sql.runtime.postgres_session import PostgresSession, prepare_database
@@ -143,10 +149,13 @@ def _run_elsewhere(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.n
     check_index_feeds(feeds, index_bounds(proto))
     program, feeds = _lower_for_feeds(proto, chunk, feeds, region_size, backend=backend)
     with PostgresDatabase.connect(db) as database:
-        prepare_database(database)
-        for weight in program.weights:
-            database.write_tensor(weight.table, weight.array, weight.chunk, temporary=True)
-        return PostgresSession(database, program).run(feeds)
+        try:
+            prepare_database(database)
+            for weight in program.weights:
+                database.write_tensor(weight.table, weight.array, weight.chunk, temporary=True)
+            return PostgresSession(database, program).run(feeds)
+        except psycopg.Error as exc:
+            raise DatabaseError(f"PostgreSQL: {exc}".strip()) from exc
 
 
 def _run_session(con: duckdb.DuckDBPyConnection, program: Program, feeds: Mapping[str, np.ndarray],

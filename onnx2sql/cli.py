@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from onnx2sql.emit.regions import DEFAULT_REGION_SIZE
+from onnx2sql.dialects import BACKENDS
 from onnx2sql.errors import Onnx2SqlError, UsageError
 from onnx2sql.runtime.kernel_mode import KERNEL_MODES, WEIGHT_FORMATS
 from onnx2sql.runtime.prompts import DEFAULT_BATCH
@@ -38,7 +39,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     check_outputs_path(Path(args.output))  # before any work: a wrong name is a usage error
     feeds = load_feeds(Path(args.inputs))
-    outputs = run(args.model, feeds, chunk_size=args.chunk_size, kernels=args.kernels, weights=args.weights)
+    outputs = run(args.model, feeds, chunk_size=args.chunk_size, kernels=args.kernels, weights=args.weights,
+                  backend=args.backend, db=args.db)
     save_outputs(outputs, Path(args.output))
     for name, value in outputs.items():
         print(f"{name}: {value.dtype} {list(value.shape)}")
@@ -161,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-size", type=int, default=None, help="chunk size when compiling a .onnx")
     _kernels_flag(p, "when compiling a .onnx; ")
     _weights_flag(p, "when compiling a .onnx; ")
+    p.add_argument("--backend", choices=BACKENDS, default="duckdb",
+                   help="the database that runs the model (duckdb: embedded; postgres: needs --db)")
+    p.add_argument("--db", default=None, help="with --backend postgres: a postgresql:// connection URL")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("generate", help="generate text with every multiply done in DuckDB")

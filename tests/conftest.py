@@ -63,3 +63,17 @@ def smollm2_compiled(smollm2_dir: Path) -> Path:
 
     Generator(smollm2_dir, progress=False).close()  # compiles MODEL_DIR/sql when needed
     return smollm2_dir / "sql"
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory):
+    """A private PostgreSQL server (with pgvector) for the whole session, stopped at its end."""
+    from onnx2sql.runtime.postgres import PostgresServer
+
+    with PostgresServer(tmp_path_factory.mktemp("postgres") / "data") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server) -> str:
+    return postgres_server.url

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import onnx.helper
 
-from onnx2sql.dialects import dialect_for, using
+from onnx2sql.dialects import current, dialect_for, using
 from onnx2sql.emit.program import Program, SymbolSource, TensorSpec
 from onnx2sql.emit.regions import DEFAULT_REGION_SIZE
 from onnx2sql.emit.sql import DEFAULT_CHUNK, comment_text, is_supported_dtype
@@ -159,7 +159,8 @@ def _graph_inputs(graph: onnx.GraphProto, values: dict[str, Value]) -> tuple[lis
             raise ModelError(f"graph input {inp.name!r} has no tensor type with a shape")
         dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(ttype.elem_type))
         if not is_supported_dtype(dtype):
-            raise ModelError(f"graph input {inp.name!r} has unsupported element type {dtype.name}")
+            where = "" if current().name == "duckdb" else f" on {current().name}"
+            raise ModelError(f"graph input {inp.name!r} has unsupported element type {dtype.name}{where}")
         dims: list[Dim] = []
         for axis, d in enumerate(ttype.shape.dim):
             if d.HasField("dim_value") and d.dim_value >= 0:

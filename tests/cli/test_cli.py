@@ -95,3 +95,31 @@ def test_run_tiny_llama3_equals_onnxruntime(tiny_llama3_dir: Path, tmp_path: Pat
     names = [o.name for o in sess.get_outputs()]
     for name, want in zip(names, sess.run(names, feeds)):
         np.testing.assert_allclose(got[name], want, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+def test_run_on_postgres_equals_onnxruntime(tmp_path: Path, postgres_url: str) -> None:
+    """`onnx2sql run --backend postgres --db URL`: the MatMul-and-Tanh model in a real PostgreSQL server."""
+    model = _softmax_model(tmp_path / "m.onnx")
+    x = np.random.default_rng(0).standard_normal((2, 6)).astype(np.float32)
+    np.savez(tmp_path / "in.npz", x=x)
+    want = ort.InferenceSession(str(model)).run(None, {"x": x})[0]
+    result = cli("run", str(model), "--inputs", str(tmp_path / "in.npz"), "-o", str(tmp_path / "o.npz"),
+                 "--backend", "postgres", "--db", postgres_url)
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "o.npz")["y"], want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--backend", "postgres"], "backend postgres needs a database: pass db= (--db) a postgresql:// URL"),
+    (["--backend", "postgres", "--db", "postgresql://u@127.0.0.1:1/x", "--kernels", "native"],
+     "backend postgres runs pure SQL"),
+    (["--db", "postgresql://u@127.0.0.1:1/x"], "db= (--db) names a database of another backend"),
+    (["--backend", "postgres", "--db", "postgresql://u@127.0.0.1:1/x"], "cannot connect to PostgreSQL at 127.0.0.1:1"),
+])
+def test_run_backend_flags_are_checked(tmp_path: Path, flags: list[str], message: str) -> None:
+    model = _softmax_model(tmp_path / "m.onnx")
+    np.savez(tmp_path / "in.npz", x=np.zeros((2, 6), dtype=np.float32))
+    result = cli("run", str(model), "--inputs", str(tmp_path / "in.npz"), "-o", str(tmp_path / "o.npz"), *flags)
+    assert result.returncode in (1, 2)
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "o.npz").exists()

