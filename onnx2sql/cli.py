@@ -48,7 +48,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from onnx2sql.runtime.generate import Generator, Sampling
+    from onnx2sql.runtime.backends import open_generator
+    from onnx2sql.runtime.generate import Sampling
 
     sampling = Sampling(args.temperature, args.top_k, args.top_p, args.seed)
     sampling.check()  # before the model is opened (or compiled): a bad flag fails at once
@@ -61,8 +62,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if args.output is not None or args.batch is not None:
         raise UsageError(f"{'-o' if args.output is not None else '--batch'} goes with --prompts-file")
     stream = None if args.json else _write_now
-    with Generator(args.model_dir, db=args.db, memory_limit=args.memory_limit, progress=not args.json,
-                   kernels=args.kernels, weights=args.weights) as gen:
+    with open_generator(args.model_dir, args.backend, db=args.db, memory_limit=args.memory_limit,
+                        progress=not args.json, kernels=args.kernels, weights=args.weights) as gen:
         result = gen.generate(args.prompt, args.max_new_tokens, sampling, chat=args.chat, on_text=stream)
     if args.json:
         print(json.dumps(result.as_json(), ensure_ascii=False))
@@ -75,7 +76,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 def _generate_file(args: argparse.Namespace, sampling) -> int:
     """generate --prompts-file: JSON lines in, JSON lines out, in batches."""
-    from onnx2sql.runtime.generate import Generator
+    from onnx2sql.runtime.backends import open_generator
     from onnx2sql.runtime.prompts import describe_batch, generate_file
 
     if args.output is None:
@@ -84,8 +85,8 @@ def _generate_file(args: argparse.Namespace, sampling) -> int:
         raise UsageError("--json goes with --prompt; --prompts-file always writes JSON lines")
     out = Path(args.output)
     lines = generate_file(
-        lambda: Generator(args.model_dir, db=args.db, memory_limit=args.memory_limit, progress=True,
-                          kernels=args.kernels, weights=args.weights),
+        lambda: open_generator(args.model_dir, args.backend, db=args.db, memory_limit=args.memory_limit,
+                               progress=True, kernels=args.kernels, weights=args.weights),
         Path(args.prompts_file), out, DEFAULT_BATCH if args.batch is None else args.batch, args.max_new_tokens,
         sampling, args.chat, on_batch=lambda k, n, done: print(describe_batch(k, n, done), file=sys.stderr))
     print(f"[{len(lines)} results written to {out}]", file=sys.stderr)
@@ -184,7 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed of the sampler")
     p.add_argument("--chat", action="store_true", help="apply the tokenizer's chat template")
     p.add_argument("--memory-limit", default=None, help="DuckDB memory limit, e.g. 300MB")
-    p.add_argument("--db", default=None, help="compiled database (default MODEL_DIR/sql/model.duckdb)")
+    p.add_argument("--backend", choices=BACKENDS, default="duckdb",
+                   help="the database that runs the model (duckdb: embedded; postgres: needs --db)")
+    p.add_argument("--db", default=None, help="compiled DuckDB database (default MODEL_DIR/sql/model.duckdb), "
+                                              "or with --backend postgres a postgresql:// connection URL")
     p.add_argument("--json", action="store_true", help="print one JSON line instead of streaming text")
     _kernels_flag(p, "default: the compiled database's, or auto when compiling; ")
     _weights_flag(p, "default: the compiled database's, or fp32 when compiling; ")
@@ -200,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="timed runs per engine and prompt length")
     p.add_argument("--memory-cap", default=None,
                    help="also run each engine alone under this hard cgroup memory limit, e.g. 400MB")
+    p.add_argument("--postgres-url", default=None,
+                   help="the postgres engine's database (default: a private server in MODEL_DIR/bench/postgres)")
     p.add_argument("--duckdb-memory-limit", default=None,
                    help="DuckDB's memory_limit in the capped runs (default: half the cap)")
     p.add_argument("--cap-timeout", type=float, default=900.0, help="seconds a capped run may take")

@@ -24,6 +24,8 @@ class EngineOptions:
     context: int = 4096  # llama.cpp's KV cache is allocated for this many positions up front
     eos_ids: list[int] = field(default_factory=list)
     kernels: str | None = None  # the `duckdb` engine's mode (None: auto); `duckdb-sql` is always pure SQL
+    # The `postgres` engine's database; None: a private server in MODEL_DIR/bench/postgres.
+    postgres_url: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -157,6 +159,49 @@ class DuckDBInt8Engine(DuckDBEngine):
 
     def database(self) -> Path:
         return self.model_dir / "bench" / "duckdb-int8.duckdb"
+
+
+class PostgresEngine(Engine):
+    """onnx2sql in PostgreSQL (pure SQL, pgvector dot products): the model compiled into the
+    database at `options.postgres_url`, or into a private server started for the run."""
+
+    name = "postgres"
+
+    def setup(self) -> str:
+        from onnx2sql.runtime.postgres import PostgresDatabase, PostgresServer
+        from onnx2sql.runtime.postgres_models import PostgresGenerator, compiled_program, model_schema
+
+        self.server = None
+        url = self.options.postgres_url
+        if url is None:
+            self.server = PostgresServer(self.model_dir / "bench" / "postgres")
+            url = self.server.url
+        with PostgresDatabase.connect(url) as db:
+            kind = "load" if db.fetchall("SELECT 1 FROM pg_namespace WHERE nspname = %s",
+                                         [model_schema(self.model_dir / "model.onnx")]) else "compile"
+            compiled_program(db, self.model_dir / "model.onnx", progress=True)  # a changed model compiles
+        self.generator = PostgresGenerator(self.model_dir, url, progress=True)
+        return kind
+
+    def describe(self) -> dict[str, Any]:
+        return {"kernels": "sql (pgvector dot products)", "weights": "fp32 (float8 arrays)"}
+
+    def generate(self, prompt_ids: list[int], new_tokens: int, on_token: OnToken) -> Run:
+        count = iter(range(1, new_tokens + 1))
+        result = self.generator.generate_ids(prompt_ids, new_tokens, on_text=lambda _: on_token(next(count)))
+        return Run(result.token_ids, result.ttft_s, result.tokens_per_s, result.statements_per_step)
+
+    def generate_batch(self, prompts: list[list[int]], new_tokens: int) -> BatchRun:
+        batch = self.generator.generate_batch_ids(prompts, new_tokens)
+        return BatchRun([g.token_ids for g in batch.generations], batch.ttft_s, batch.decode_tokens_per_s)
+
+    def disk_files(self) -> list[Path]:
+        return []  # the server's own files, shared with whatever else the database holds
+
+    def close(self) -> None:
+        self.generator.close()
+        if self.server is not None:
+            self.server.stop()
 
 
 class StepEngine(Engine):
@@ -297,4 +342,5 @@ class LlamaCppQ8Engine(LlamaCppEngine):
 
 
 ENGINES: dict[str, type[Engine]] = {e.name: e for e in (DuckDBEngine, DuckDBSqlEngine, DuckDBInt8Engine,
-                                                        OnnxRuntimeEngine, LlamaCppEngine, LlamaCppQ8Engine)}
+                                                        PostgresEngine, OnnxRuntimeEngine, LlamaCppEngine,
+                                                        LlamaCppQ8Engine)}

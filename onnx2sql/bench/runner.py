@@ -49,6 +49,7 @@ class BenchConfig:
     warmup: bool = True
     kernels: str | None = None  # the `duckdb` engine's mode (None: the default, auto)
     batch: int | None = None  # also generate this many sequences at once per prompt length
+    postgres_url: str | None = None  # the `postgres` engine's database (None: a private server)
 
     def check(self) -> None:
         unknown = [e for e in self.engines if e not in ENGINES]
@@ -146,7 +147,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "bandwidth": bandwidth,
         "weights": weights,
         "engines": engines,
-        "ratios": {**ratios(engines, "duckdb", REFERENCE), **ratios(engines, "duckdb-sql", REFERENCE)},
+        "ratios": {k: v for name in DATABASE_ENGINES for k, v in ratios(engines, name, REFERENCE).items()},
         "agreement": agreement(engines, config.prompt_lens),
         "batch_agreement": batch_agreement(engines),
         "memory_capped": capped_runs(config, names, options, prompts, weights, engines.get(REFERENCE, {}))
@@ -308,7 +309,7 @@ def engine_options(config: BenchConfig, eos_ids: list[int]) -> tuple[EngineOptio
     import importlib.util
 
     options = EngineOptions(eos_ids=eos_ids, context=max(config.prompt_lens) + config.new_tokens,
-                            kernels=config.kernels)
+                            kernels=config.kernels, postgres_url=config.postgres_url)
     unavailable: dict[str, str] = {}
     for name, field_name, prepare in GGUF_ENGINES:
         if name not in config.engines:
@@ -519,6 +520,10 @@ def add_multiply_add_rate(figures: dict[str, Any], elements_per_token: int) -> N
     speed = figures.get("decode_tokens_per_s")
     if speed:
         figures["g_multiply_adds_per_s"] = speed * elements_per_token / 1e9
+
+
+# The engines whose figures are given as ratios over onnxruntime's.
+DATABASE_ENGINES = ("duckdb", "duckdb-sql", "postgres")
 
 
 def ratios(engines: dict[str, dict[str, Any]], a: str, b: str) -> dict[str, Any]:

@@ -96,6 +96,14 @@ class Dialect:
         """Integer division of integers truncated toward zero (operands are SQL text)."""
         raise NotImplementedError
 
+    def param(self, name: str) -> str:
+        """A named parameter of a statement, bound from a mapping when it runs."""
+        raise NotImplementedError
+
+    def temp_table(self, table: str) -> str:
+        """The temporary table `table` (quoted), not a stored one of the same name."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ statements
     def create_table_as(self, table: str, query: str, temporary: bool = True) -> str:
         """A statement (or statements) that replaces `table` (quoted) with the rows of `query`."""

@@ -48,6 +48,12 @@ class DuckDBDialect(Dialect):
     def int_div(self, a: str, b: str) -> str:
         return f"{a} // {b}"
 
+    def param(self, name: str) -> str:
+        return f"${name}"
+
+    def temp_table(self, table: str) -> str:
+        return f"temp.main.{table}"
+
     def create_table_as(self, table: str, query: str, temporary: bool = True) -> str:
         return f"CREATE OR REPLACE {'TEMP ' if temporary else ''}TABLE {table} AS\n{query}"
 

@@ -58,8 +58,16 @@ class PostgresDialect(Dialect):
     def int_div(self, a: str, b: str) -> str:
         return f"({a} / {b})"
 
+    def param(self, name: str) -> str:
+        return f"%({name})s"
+
+    def temp_table(self, table: str) -> str:
+        return f"pg_temp.{table}"
+
     def create_table_as(self, table: str, query: str, temporary: bool = True) -> str:
-        return f"DROP TABLE IF EXISTS {table};\nCREATE {'TEMP ' if temporary else ''}TABLE {table} AS\n{query}"
+        # A temporary table is dropped by its schema: never a stored table of the same name.
+        old = self.temp_table(table) if temporary else table
+        return f"DROP TABLE IF EXISTS {old};\nCREATE {'TEMP ' if temporary else ''}TABLE {table} AS\n{query}"
 
     def insert_rows(self, table: str, columns: list[str], query: str) -> str:
         names = ", ".join(columns)

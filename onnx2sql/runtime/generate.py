@@ -16,6 +16,7 @@ import numpy as np
 
 from onnx2sql.api import DB_FILE, compile as compile_model, compiled_from, explain_database_error, \
     open_compiled_db, written_by_older_version
+from onnx2sql.dialects import dialect_for, using
 from onnx2sql.emit.dims import evaluate_dim, static_dim
 from onnx2sql.emit.program import OUTPUT_ROWS_FROM, Program
 from onnx2sql.emit.sql import quote_ident, render
@@ -27,7 +28,6 @@ from onnx2sql.runtime.text import ModelFolder
 from onnx2sql.sizes import parse_size
 from onnx2sql.storage.folders import private_temp_dir, recover_interrupted_replace, remove_dead_owners, \
     remove_stale_staging, staging_dir
-from onnx2sql.storage.arrays import read_table
 
 PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
 # With a memory limit below this many times the weights one region scans, ops run one at a time.
@@ -175,8 +175,12 @@ class Generator:
                          weights=self.weights)
         return open_compiled_db(self.db_path, config)
 
+    def _new_session(self) -> Session:
+        return Session(self.con, self.program)
+
     def _prepare_program(self) -> None:
-        self.session = Session(self.con, self.program)
+        self.session = self._new_session()
+        self.dialect = dialect_for(self.program.backend)
         pairs = _present_to_past(self.program)
         tables = {s.name: s.table for s in self.program.inputs} | {s.name: s.table for s in self.program.outputs}
         # Worked out once: which present table becomes which past table after each step. A cache
@@ -189,9 +193,10 @@ class Generator:
         if logits is None:
             raise InputError(f"{str(self.folder.path)!r}: the model has no 'logits' output")
         self.logits = logits
-        table = quote_ident(logits.table)
-        self.greedy_sql = render("generate/greedy.sql.j2", N=self.program.chunk, logits=table)
-        self.sample_sql = render("generate/sample.sql.j2", N=self.program.chunk, logits=table)
+        with using(self.dialect):
+            table = quote_ident(logits.table)
+            self.greedy_sql = render("generate/greedy.sql.j2", N=self.program.chunk, logits=table)
+            self.sample_sql = render("generate/sample.sql.j2", N=self.program.chunk, logits=table)
         self.vocab_size = static_dim(logits.shape[-1])
 
     def close(self) -> None:
@@ -363,7 +368,7 @@ class Generator:
                 arrays[spec.name] = np.broadcast_to(np.float32(0), (batch, heads, past, head_dim))
         self.session.bind(arrays)
         # Only the last position's logits are read: the head skips the prompt's other rows.
-        self.con.execute(f"SET VARIABLE {OUTPUT_ROWS_FROM} = {n - 1}")
+        self.session.set_symbols({OUTPUT_ROWS_FROM: n - 1})
         self.session.load_inputs(arrays, skip=frozenset() if first else self.past_inputs)
         # A one-token step's intermediates are a few kilobytes: they stay until the next step's
         # CREATE OR REPLACE, which costs less than the ~1,500 DROPs (about 12% of a step). Under a
@@ -379,8 +384,8 @@ class Generator:
 
     def _last_logits(self, row: int, seq: int) -> np.ndarray:
         vocab = evaluate_dim(self.logits.shape[-1], self.session.bindings)
-        return read_table(self.con, self.logits.table, len(self.logits.shape), (vocab,), np.dtype(self.logits.dtype),
-                          where=f"i0 = {int(row)} AND i1 = {int(seq - 1)}")
+        return self.session.read_tensor(self.logits.table, len(self.logits.shape), (vocab,),
+                                        np.dtype(self.logits.dtype), where=f"i0 = {int(row)} AND i1 = {int(seq - 1)}")
 
     def _choose(self, position: int, sampling: Sampling, rngs: list[np.random.Generator | None]) -> list[int]:
         """Every sequence's next token, in one statement; a sequence whose generator is None has
@@ -401,15 +406,15 @@ class Generator:
         """Only batch rows `keep` stay in the KV cache, renumbered 0, 1, ... in that order."""
         renumber = " ".join(f"WHEN {int(old)} THEN {new}" for new, old in enumerate(keep))
         for table in self.cache_tables:
-            name = f"temp.main.{quote_ident(table)}"
+            name = self.dialect.temp_table(quote_ident(table))
             self.con.execute(f"DELETE FROM {name} WHERE i0 NOT IN ({', '.join(str(int(r)) for r in keep)})")
             self.con.execute(f"UPDATE {name} SET i0 = CASE i0 {renumber} END")
 
     def _promote_presents(self) -> None:
         """present.* tables become the next step's past_key_values.* tables, renamed in place."""
         for present, past in self.cache_renames:
-            self.con.execute(f"DROP TABLE IF EXISTS temp.main.{quote_ident(past)}")
-            self.con.execute(f"ALTER TABLE temp.main.{quote_ident(present)} RENAME TO {quote_ident(past)}")
+            self.con.execute(f"DROP TABLE IF EXISTS {self.dialect.temp_table(quote_ident(past))}")
+            self.con.execute(f"ALTER TABLE {self.dialect.temp_table(quote_ident(present))} RENAME TO {quote_ident(past)}")
 
 
 def _present_to_past(program: Program) -> dict[str, str]:

@@ -8,10 +8,14 @@ from typing import Mapping
 import numpy as np
 import psycopg
 
+from onnx2sql.dialects.postgres import POSTGRES
 from onnx2sql.emit.program import Program
+from onnx2sql.emit.sql import quote_ident
 from onnx2sql.errors import DatabaseError, ModelError
 from onnx2sql.runtime.postgres import PostgresDatabase
 from onnx2sql.runtime.session import Session
+
+ROWS_TABLE = "onnx2sql_rows_read"  # a temporary table of the rows read_tensor is asked for
 
 # Version of postgres_support.sql: a database holding an older one gets it again.
 SUPPORT_VERSION = 2
@@ -75,8 +79,14 @@ class PostgresSession(Session):
     def write_feed(self, table: str, array: np.ndarray) -> None:
         self.db.write_tensor(table, array, self.program.chunk, temporary=True)
 
-    def read_tensor(self, table: str, rank: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        return self.db.read_tensor(table, rank, shape, dtype)
+    def read_tensor(self, table: str, rank: int, shape: tuple[int, ...], dtype: np.dtype,
+                    where: str = "TRUE") -> np.ndarray:
+        if where == "TRUE":
+            return self.db.read_tensor(table, rank, shape, dtype)
+        # The matching rows, as a table of their own: read_tensor reads whole tables.
+        self.db.execute(POSTGRES.create_table_as(quote_ident(ROWS_TABLE),
+                                                 f"SELECT * FROM {quote_ident(table)} WHERE {where}"))
+        return self.db.read_tensor(ROWS_TABLE, rank, shape, dtype)
 
     def execute(self, drop: bool = True) -> None:
         try:

@@ -109,8 +109,10 @@ class Session:
     def write_feed(self, table: str, array: np.ndarray) -> None:
         write_feed(self.con, table, array, self.program.chunk)
 
-    def read_tensor(self, table: str, rank: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        return read_table(self.con, table, rank, shape, dtype)
+    def read_tensor(self, table: str, rank: int, shape: tuple[int, ...], dtype: np.dtype,
+                    where: str = "TRUE") -> np.ndarray:
+        """A tensor table (or its rows matching `where`, a trusted SQL condition) as an array."""
+        return read_table(self.con, table, rank, shape, dtype, where)
 
     def execute(self, drop: bool = True) -> None:
         """Run the program; `drop=False` keeps its intermediate tables (see Program.executable)."""

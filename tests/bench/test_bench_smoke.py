@@ -215,3 +215,24 @@ def test_a_batch_that_failed_at_one_length_keeps_the_other_lengths_run() -> None
         "batch_agreement": {}}
     assert format_batch(result) == ["batch of 8, duckdb: prompt 16: first tokens 3.000 s, decode 2.50 tokens/s; "
                                     "prompt 128: not run (MemoryError: out of memory); 9.00x one sequence's decode"]
+
+
+def test_postgres_is_an_engine_of_the_same_run(tiny_llama3_dir: Path, postgres_url: str,
+                                               tmp_path: Path) -> None:
+    """`--engines postgres,onnxruntime --postgres-url URL`: PostgreSQL's figures beside
+    onnxruntime's, its greedy tokens the same, alone and in a batch."""
+    result = subprocess.run(
+        [sys.executable, "-m", "onnx2sql", "bench", str(tiny_llama3_dir), "--engines", "postgres,onnxruntime",
+         "--postgres-url", postgres_url, "--prompt-lens", "4", "--new-tokens", "3", "--repeats", "1",
+         "--batch", "3", "--no-warmup", "--out", str(tmp_path), "--plot", str(tmp_path)],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    figures = results["engines"]["postgres"]
+    assert figures["available"] and figures["decode_tokens_per_s"] > 0 and figures["ttft_s"]["4"] > 0
+    assert figures["precision"] == "fp32" and figures["statements_per_step"] > 0
+    assert results["agreement"]["postgres vs onnxruntime"]["4"]["all_agree"]
+    assert results["batch_agreement"]["postgres vs onnxruntime"]["4"] == {"sequences": 3, "agreeing": 3,
+                                                                          "all_agree": True}
+    assert results["ratios"]["postgres/onnxruntime"]["decode_tokens_per_s"] > 0
+    assert "MISMATCH" not in result.stdout

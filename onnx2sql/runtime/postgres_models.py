@@ -1,0 +1,140 @@
+"""Models compiled into a PostgreSQL database, and generation there.
+
+A model's weights and program live in a schema of their own, named from the model file's path
+(`onnx2sql_m_<digest>`), beside a table onnx2sql_meta holding the program and the model's
+digests: several models share one database, and a model whose file changed is compiled again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import psycopg
+
+from onnx2sql.api import FORMAT_VERSION, load_valid_model
+from onnx2sql.emit.program import Program
+from onnx2sql.emit.sql import quote_ident
+from onnx2sql.errors import DatabaseError, UsageError
+from onnx2sql.runtime.fingerprint import model_digests
+from onnx2sql.runtime.generate import Generator, Sampling
+from onnx2sql.runtime.postgres import PostgresDatabase
+from onnx2sql.runtime.postgres_session import PostgresSession, prepare_database
+from onnx2sql.runtime.session import CountingConnection, META_TABLE
+from onnx2sql.runtime.text import ModelFolder
+
+
+def model_schema(model: Path) -> str:
+    """The schema that holds a model compiled into PostgreSQL."""
+    return "onnx2sql_m_" + hashlib.sha256(str(model.resolve()).encode()).hexdigest()[:16]
+
+
+def use_model_schema(db: PostgresDatabase, schema: str) -> None:
+    """Tables of the model first, then the support functions, then PostgreSQL's own."""
+    db.execute(f"SET search_path = {quote_ident(schema)}, onnx2sql, pg_catalog")
+
+
+def compiled_program(db: PostgresDatabase, model: Path, progress: bool = False) -> Program:
+    """The program of `model` compiled into the database: the stored one when it was compiled from
+    the model's current content, by this version of onnx2sql; else compiled and stored now."""
+    prepare_database(db)
+    schema = model_schema(model)
+    digests = model_digests(model, [], None)
+    stored = _stored_meta(db, schema)
+    if stored.get("format") == FORMAT_VERSION and stored.get("model_sha256") == digests[model.name] \
+            and _same_data(model, stored):
+        use_model_schema(db, schema)
+        return Program.from_json(stored["program"])
+    return _compile_into(db, model, schema, progress)
+
+
+def _same_data(model: Path, stored: dict[str, str]) -> bool:
+    names = sorted(json.loads(stored.get("external_data_sha256", "{}")))
+    try:
+        current = model_digests(model, names, None)
+    except FileNotFoundError:
+        return False
+    current.pop(model.name)
+    return current == json.loads(stored.get("external_data_sha256", "{}"))
+
+
+def _stored_meta(db: PostgresDatabase, schema: str) -> dict[str, str]:
+    found = db.fetchall("SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = %s", [schema, META_TABLE])
+    if not found:
+        return {}
+    return dict(db.fetchall(f"SELECT key, value FROM {quote_ident(schema)}.{quote_ident(META_TABLE)}"))
+
+
+def _compile_into(db: PostgresDatabase, model: Path, schema: str, progress: bool) -> Program:
+    """Lower the model for PostgreSQL and store it in `schema`, replacing what was there, in one
+    transaction: an interrupted compile leaves the previous schema (or none)."""
+    from onnx2sql.graph.visitor import lower_model
+
+    proto, data_files = load_valid_model(model)
+    program = lower_model(proto, backend="postgres")
+    digests = model_digests(model, data_files, None)
+    meta = {"format": FORMAT_VERSION, "program": program.to_json(), "model_sha256": digests.pop(model.name),
+            "external_data_sha256": json.dumps(digests)}
+    with db.connection.transaction():
+        db.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
+        db.execute(f"CREATE SCHEMA {quote_ident(schema)}")
+        use_model_schema(db, schema)
+        for k, weight in enumerate(program.weights):
+            if progress:
+                print(f"\ronnx2sql: loading weights into PostgreSQL {k + 1}/{len(program.weights)}", end="",
+                      file=sys.stderr, flush=True)
+            db.write_tensor(weight.table, weight.array, weight.chunk)
+        db.execute(f"CREATE TABLE {quote_ident(META_TABLE)} (key text PRIMARY KEY, value text)")
+        for key, value in meta.items():
+            db.execute(f"INSERT INTO {quote_ident(META_TABLE)} VALUES (%s, %s)", [key, value])
+    if progress and program.weights:
+        print(file=sys.stderr)
+    return program
+
+
+class PostgresGenerator(Generator):
+    """A Generator whose model is compiled into, and runs in, a PostgreSQL database."""
+
+    def __init__(self, model_dir: str | Path, db: str, progress: bool = True):
+        if not db:
+            raise UsageError("--backend postgres needs --db, a postgresql:// connection URL")
+        self.folder = ModelFolder.open(model_dir)
+        self.model = self.folder.path / "model.onnx"
+        self.db_path = None
+        self.memory_limited = False
+        self.spill_dir = None
+        self.con = None
+        database = PostgresDatabase.connect(db)
+        try:
+            self.program = compiled_program(database, self.model, progress)
+            self.con = CountingConnection(database)  # type: ignore[arg-type]
+            self._prepare_program()
+        except psycopg.Error as exc:
+            database.close()
+            raise DatabaseError(f"PostgreSQL: {exc}".strip()) from exc
+        except BaseException:
+            database.close()
+            raise
+
+    def _new_session(self) -> PostgresSession:
+        return PostgresSession(self.con, self.program)  # type: ignore[arg-type]
+
+    def _choose(self, position: int, sampling: Sampling, rngs: list[np.random.Generator | None]) -> list[int]:
+        try:
+            return super()._choose(position, sampling, rngs)
+        except psycopg.Error as exc:
+            raise DatabaseError(f"PostgreSQL refused choosing the next token: {exc}".strip()) from exc
+
+    def _drop_temporaries(self) -> None:
+        try:
+            self.session.drop_temporaries()
+        except psycopg.Error:
+            pass  # the step's own error, already raised, says more
+
+    def _keep_cache_rows(self, keep: list[int]) -> None:
+        try:
+            super()._keep_cache_rows(keep)
+        except psycopg.Error as exc:
+            raise DatabaseError(f"PostgreSQL: {exc}".strip()) from exc
