@@ -107,7 +107,7 @@ def run(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray],
     if backend != "duckdb":
         if kernels == "native" or weights == "int8":
             raise UsageError(f"backend {backend} runs pure SQL: the native kernels and int8 weights are DuckDB's")
-        return _run_elsewhere(model, feeds, chunk, region_size, backend, db)
+        return _run_elsewhere(model, feeds, chunk, region_size, backend, db, kernels)
     if db is not None:
         raise UsageError("db= (--db) names a database of another backend; DuckDB runs in memory here")
     if isinstance(model, (str, Path)) and Path(model).is_dir():
@@ -131,13 +131,14 @@ def run(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray],
 
 
 def _run_elsewhere(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray], chunk: int,
-                   region_size: int, backend: str, db: str | None) -> dict[str, np.ndarray]:
+                   region_size: int, backend: str, db: str | None, kernels: str | None) -> dict[str, np.ndarray]:
     """run() on a backend other than DuckDB (an ONNX model; the program is pure SQL)."""
     import psycopg
 
     from onnx2sql.dialects import dialect_for
     from onnx2sql.runtime.postgres import PostgresDatabase
-    from onnx2sql.runtime.postgres_session import PostgresSession, prepare_database
+    from onnx2sql.runtime.postgres_session import PostgresSession, postgres_kernels, prepare_database, \
+        write_weight
 
     dialect_for(backend)  # an unknown name is refused first
     if not db:
@@ -147,12 +148,13 @@ def _run_elsewhere(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.n
     proto, _ = load_valid_model(model)
     _check_feed_sizes(feeds, _fixed_axes(proto))
     check_index_feeds(feeds, index_bounds(proto))
-    program, feeds = _lower_for_feeds(proto, chunk, feeds, region_size, backend=backend)
     with PostgresDatabase.connect(db) as database:
         try:
             prepare_database(database)
+            mode = postgres_kernels(database, kernels)
+            program, feeds = _lower_for_feeds(proto, chunk, feeds, region_size, kernels=mode, backend=backend)
             for weight in program.weights:
-                database.write_tensor(weight.table, weight.array, weight.chunk, temporary=True)
+                write_weight(database, weight, temporary=True)
             return PostgresSession(database, program).run(feeds)
         except psycopg.Error as exc:
             raise DatabaseError(f"PostgreSQL: {exc}".strip()) from exc

@@ -113,9 +113,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _kernels_flag(p: argparse.ArgumentParser, note: str = "") -> None:
-    p.add_argument("--kernels", choices=KERNEL_MODES, default=None,
+    p.add_argument("--kernels", choices=KERNEL_MODES + ("pgvector",), default=None,
                    help=f"{note}native: float32 products call the DuckDB extension built from kernels/; sql: pure "
-                        "SQL; auto (the default): native where it builds and loads")
+                        "SQL; auto (the default): native where it builds and loads; with --backend postgres, "
+                        "pgvector (the default where the extension is there) or sql")
 
 
 def _weights_flag(p: argparse.ArgumentParser, note: str = "") -> None:

@@ -179,12 +179,13 @@ class PostgresEngine(Engine):
         with PostgresDatabase.connect(url) as db:
             kind = "load" if db.fetchall("SELECT 1 FROM pg_namespace WHERE nspname = %s",
                                          [model_schema(self.model_dir / "model.onnx")]) else "compile"
-            compiled_program(db, self.model_dir / "model.onnx", progress=True)  # a changed model compiles
-        self.generator = PostgresGenerator(self.model_dir, url, progress=True)
+            # A changed model, or one compiled without pgvector where it is there now, compiles.
+            program = compiled_program(db, self.model_dir / "model.onnx", progress=True, kernels="auto")
+        self.generator = PostgresGenerator(self.model_dir, url, progress=True, kernels=program.kernels)
         return kind
 
     def describe(self) -> dict[str, Any]:
-        return {"kernels": "sql (pgvector dot products)", "weights": "fp32 (float8 arrays)"}
+        return {"kernels": self.generator.program.kernels, "weights": "fp32"}
 
     def generate(self, prompt_ids: list[int], new_tokens: int, on_token: OnToken) -> Run:
         count = iter(range(1, new_tokens + 1))

@@ -31,8 +31,9 @@ class Dialect:
     # Whether a column can hold a list of lists (a matrix in one value): the tile layout of known
     # matrices and the by-columns product read them. Without it, products read chunked rows.
     nested_lists = True
-    # Whether the native kernels (kernels/) can be loaded into this database.
-    native_kernels = True
+    # What can do the arithmetic of products besides plain SQL ("sql"): DuckDB's native kernels
+    # (kernels/), PostgreSQL's pgvector.
+    kernel_modes: tuple[str, ...] = ("native", "sql")
 
     # ------------------------------------------------------------------ names and literals
     @staticmethod

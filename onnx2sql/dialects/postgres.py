@@ -26,7 +26,7 @@ class PostgresDialect(Dialect):
         np.dtype(np.bool_): "boolean",
     }
     nested_lists = False
-    native_kernels = False
+    kernel_modes = ("pgvector", "sql")
 
     _SPECIAL = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 

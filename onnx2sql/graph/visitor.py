@@ -35,17 +35,16 @@ def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK,
     `kernels` is "native" (float32 products call the native kernels) or "sql". `weights` "int8"
     stores the known matrices of those products as int8 tiles (native kernels only). `backend` is
     the database the program's SQL is written for (onnx2sql/dialects)."""
-    if kernels not in ("native", "sql"):
-        raise ModelError(f"kernels must be 'native' or 'sql', got {kernels!r}")
+    dialect = dialect_for(backend)
+    if kernels not in dialect.kernel_modes:
+        raise ModelError(f"kernels must be one of {', '.join(map(repr, dialect.kernel_modes))} on {backend}, "
+                         f"got {kernels!r}")
     if weights not in WEIGHT_FORMATS or (weights == "int8" and kernels != "native"):
         raise ModelError(f"weights must be 'fp32', or 'int8' with native kernels; got {weights!r} with {kernels!r}")
     if chunk < 1:
         raise ModelError(f"chunk size must be at least 1, got {chunk}")
     if region_size < 1:
         raise ModelError(f"region size must be at least 1, got {region_size}")
-    dialect = dialect_for(backend)
-    if kernels == "native" and not dialect.native_kernels:
-        raise ModelError(f"the native kernels do not run on {backend}; compile with kernels 'sql'")
     with using(dialect):
         program = _lower(model, chunk, constants, append_in_place, kernels, weights)
         program.backend = backend
@@ -61,7 +60,7 @@ def _lower(model: onnx.ModelProto, chunk: int, constants: Mapping[str, np.ndarra
         raise UnsupportedOpError(problems)
     ctx = LowerContext(chunk=chunk, graph_outputs=frozenset(out.name for out in graph.output),
                        sole_readers=_sole_readers(graph), append_in_place=append_in_place,
-                       native=kernels == "native", weight_format=weights)
+                       native=kernels == "native", vector_rows=kernels == "pgvector", weight_format=weights)
     values: dict[str, Value] = {}
     for init in graph.initializer:
         arr = initializer_array(init)

@@ -53,6 +53,7 @@ class WeightTable:
     first_tile: int = 0
     # Tiles stored as BLOBs, the form the native kernels multiply: "f32" (little-endian float32
     # rows) or "q8" (int8 rows with group scales, storage/quantize.py); "": lists of lists.
+    # "vector": not tiles but whole rows (chunk = the row's length) as pgvector vectors.
     blob: str = ""
 
     def stored_bytes(self) -> int:
@@ -150,6 +151,8 @@ class LowerContext:
     append_in_place: bool = True
     # Products of float32 tensors call the native kernels (onnx2sql_tile_matvec, onnx2sql_dot).
     native: bool = False
+    # Known float matrices of products are stored as pgvector rows, multiplied by pgvector.
+    vector_rows: bool = False
     # "fp32", or "int8": known matrices whose products the native kernels run are stored as int8
     # tiles (a float32 scale per 32 values).
     weight_format: str = "fp32"
@@ -234,6 +237,22 @@ class LowerContext:
                                              first_tile=first, blob=blob))
             self._weight_parts[key] = parts
         return self._weight_parts[key]
+
+    def vector_rows_of(self, value: Known, transpose: bool) -> Runtime:
+        """A matrix (transposed first when asked) stored a whole row per table row, as pgvector
+        vectors: the layout in which PostgreSQL multiplies a row of A with every row at once."""
+        key = (id(value), f"vector{'T' if transpose else ''}")
+        if key not in self._weight_cache:
+            self._cached_values.append(value)
+            arr = value.array.astype(value.dtype)
+            rows = np.ascontiguousarray(arr.T if transpose else arr)
+            table = self._new_name("w")
+            out = Runtime(table, rows.dtype, as_shape(rows.shape))
+            note = "whole rows as pgvector vectors" + (" of the transpose" if transpose else "")
+            self.weights.append(WeightTable(table, rows, f"{note}; used by {self.node_label}",
+                                            max(rows.shape[1], 1), blob="vector"))
+            self._weight_cache[key] = out
+        return self._weight_cache[key]
 
     def native_for(self, dtype: np.dtype) -> bool:
         """Whether products of this element type call the native kernels (float32 only)."""

@@ -25,4 +25,4 @@ def open_generator(model_dir: str | Path, backend: str = "duckdb", db: str | Pat
         raise UsageError(f"backend {backend} needs --db, a postgresql:// connection URL")
     from onnx2sql.runtime.postgres_models import PostgresGenerator
 
-    return PostgresGenerator(model_dir, str(db), progress=progress)
+    return PostgresGenerator(model_dir, str(db), progress=progress, kernels=kernels)

@@ -26,21 +26,12 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from onnx2sql.dialects.postgres import POSTGRES
 from onnx2sql.errors import InputError, ModelError, ShapeError
 from onnx2sql.storage.arrays import chunk_rows
 
-POSTGRES_TYPES: dict[np.dtype, str] = {
-    np.dtype(np.float32): "double precision",
-    np.dtype(np.float64): "double precision",
-    np.dtype(np.int64): "bigint",
-    np.dtype(np.int32): "integer",
-    np.dtype(np.int16): "smallint",
-    np.dtype(np.int8): "smallint",
-    np.dtype(np.uint8): "smallint",
-    np.dtype(np.uint16): "integer",
-    np.dtype(np.uint32): "bigint",
-    np.dtype(np.bool_): "boolean",
-}
+# The element types of the PostgreSQL dialect (onnx2sql/dialects/postgres.py).
+POSTGRES_TYPES: dict[np.dtype, str] = POSTGRES.types
 
 # Per element type: its OID and the big-endian numpy type of its binary COPY form.
 _WIRE_TYPES: dict[str, tuple[int, np.dtype]] = {

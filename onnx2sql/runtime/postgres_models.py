@@ -21,7 +21,8 @@ from onnx2sql.errors import DatabaseError, UsageError
 from onnx2sql.runtime.fingerprint import model_digests
 from onnx2sql.runtime.generate import Generator, Sampling
 from onnx2sql.runtime.postgres import PostgresDatabase
-from onnx2sql.runtime.postgres_session import PostgresSession, prepare_database
+from onnx2sql.runtime.postgres_session import PostgresSession, postgres_kernels, prepare_database, \
+    set_search_path, write_weight
 from onnx2sql.runtime.session import CountingConnection, META_TABLE
 from onnx2sql.runtime.text import ModelFolder
 
@@ -33,21 +34,25 @@ def model_schema(model: Path) -> str:
 
 def use_model_schema(db: PostgresDatabase, schema: str) -> None:
     """Tables of the model first, then the support functions, then PostgreSQL's own."""
-    db.execute(f"SET search_path = {quote_ident(schema)}, onnx2sql, pg_catalog")
+    set_search_path(db, schema)
 
 
-def compiled_program(db: PostgresDatabase, model: Path, progress: bool = False) -> Program:
+def compiled_program(db: PostgresDatabase, model: Path, progress: bool = False, kernels: str | None = None) -> Program:
     """The program of `model` compiled into the database: the stored one when it was compiled from
-    the model's current content, by this version of onnx2sql; else compiled and stored now."""
+    the model's current content, by this version of onnx2sql, in the kernel mode asked for (None:
+    the stored one's; "auto": pgvector where the extension is there); else compiled and stored now."""
     prepare_database(db)
+    wanted = None if kernels is None else postgres_kernels(db, kernels)
     schema = model_schema(model)
     digests = model_digests(model, [], None)
     stored = _stored_meta(db, schema)
     if stored.get("format") == FORMAT_VERSION and stored.get("model_sha256") == digests[model.name] \
             and _same_data(model, stored):
-        use_model_schema(db, schema)
-        return Program.from_json(stored["program"])
-    return _compile_into(db, model, schema, progress)
+        program = Program.from_json(stored["program"])
+        if wanted is None or program.kernels == wanted:
+            use_model_schema(db, schema)
+            return program
+    return _compile_into(db, model, schema, progress, wanted or postgres_kernels(db, None))
 
 
 def _same_data(model: Path, stored: dict[str, str]) -> bool:
@@ -67,13 +72,13 @@ def _stored_meta(db: PostgresDatabase, schema: str) -> dict[str, str]:
     return dict(db.fetchall(f"SELECT key, value FROM {quote_ident(schema)}.{quote_ident(META_TABLE)}"))
 
 
-def _compile_into(db: PostgresDatabase, model: Path, schema: str, progress: bool) -> Program:
+def _compile_into(db: PostgresDatabase, model: Path, schema: str, progress: bool, kernels: str) -> Program:
     """Lower the model for PostgreSQL and store it in `schema`, replacing what was there, in one
     transaction: an interrupted compile leaves the previous schema (or none)."""
     from onnx2sql.graph.visitor import lower_model
 
     proto, data_files = load_valid_model(model)
-    program = lower_model(proto, backend="postgres")
+    program = lower_model(proto, backend="postgres", kernels=kernels)
     digests = model_digests(model, data_files, None)
     meta = {"format": FORMAT_VERSION, "program": program.to_json(), "model_sha256": digests.pop(model.name),
             "external_data_sha256": json.dumps(digests)}
@@ -85,7 +90,7 @@ def _compile_into(db: PostgresDatabase, model: Path, schema: str, progress: bool
             if progress:
                 print(f"\ronnx2sql: loading weights into PostgreSQL {k + 1}/{len(program.weights)}", end="",
                       file=sys.stderr, flush=True)
-            db.write_tensor(weight.table, weight.array, weight.chunk)
+            write_weight(db, weight)
         db.execute(f"CREATE TABLE {quote_ident(META_TABLE)} (key text PRIMARY KEY, value text)")
         for key, value in meta.items():
             db.execute(f"INSERT INTO {quote_ident(META_TABLE)} VALUES (%s, %s)", [key, value])
@@ -97,7 +102,7 @@ def _compile_into(db: PostgresDatabase, model: Path, schema: str, progress: bool
 class PostgresGenerator(Generator):
     """A Generator whose model is compiled into, and runs in, a PostgreSQL database."""
 
-    def __init__(self, model_dir: str | Path, db: str, progress: bool = True):
+    def __init__(self, model_dir: str | Path, db: str, progress: bool = True, kernels: str | None = None):
         if not db:
             raise UsageError("--backend postgres needs --db, a postgresql:// connection URL")
         self.folder = ModelFolder.open(model_dir)
@@ -108,7 +113,7 @@ class PostgresGenerator(Generator):
         self.con = None
         database = PostgresDatabase.connect(db)
         try:
-            self.program = compiled_program(database, self.model, progress)
+            self.program = compiled_program(database, self.model, progress, kernels)
             self.con = CountingConnection(database)  # type: ignore[arg-type]
             self._prepare_program()
         except psycopg.Error as exc:

@@ -3,13 +3,15 @@
 case's expected outputs at the case's own tolerance."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import onnx2sql
 from node_cases import all_cases, assert_matches, feeds_and_expected
 from onnx2sql.errors import UsageError
 from test_transpiler_node_cases import CASES
+
+# A real PostgreSQL server; not run again by the pure-SQL pass of `make test` (no DuckDB kernels here).
+pytestmark = pytest.mark.postgres
 
 # PostgreSQL has no 64-bit unsigned integer type; DuckDB's suite runs these.
 NO_UINT64 = [name for name in CASES

@@ -1,6 +1,7 @@
 """tiny-llama3 compiled for PostgreSQL and run in a real server equals onnxruntime on the same ONNX
 file: logits and every present.* within 1e-4 for prefill, decode with a past, and batch 2 with left
-padding; and eight greedy tokens, step by step through the KV cache, are onnxruntime's."""
+padding; and eight greedy tokens, step by step through the KV cache, are onnxruntime's. Products
+run through pgvector unless kernels="sql" is asked for."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +11,9 @@ import pytest
 
 import onnx2sql
 from decoder_feeds import feeds, ort_outputs, presents_as_past
+
+# A real PostgreSQL server; not run again by the pure-SQL pass of `make test` (no DuckDB kernels here).
+pytestmark = pytest.mark.postgres
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 
@@ -25,11 +29,14 @@ def prompt(batch: int, seq: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(3, 300, (batch, seq)).astype(np.int64)
 
 
+@pytest.mark.parametrize("kernels", ["pgvector", "sql"])
 @pytest.mark.parametrize("seq", [1, 7])
-def test_prefill(tiny_llama3_dir: Path, postgres_url: str, seq: int) -> None:
+def test_prefill(tiny_llama3_dir: Path, postgres_url: str, seq: int, kernels: str) -> None:
+    """Products through pgvector (the default) and in plain SQL."""
     model = tiny_llama3_dir / "model.onnx"
     step = feeds(model, prompt(1, seq, seq))
-    assert_same(onnx2sql.run(model, step, backend="postgres", db=postgres_url), ort_outputs(model, step))
+    assert_same(onnx2sql.run(model, step, backend="postgres", db=postgres_url, kernels=kernels),
+                ort_outputs(model, step))
 
 
 def test_decode_with_a_left_padded_batch(tiny_llama3_dir: Path, postgres_url: str) -> None:

@@ -18,6 +18,9 @@ from onnx2sql.runtime.postgres import PostgresDatabase
 from onnx2sql.runtime.postgres_models import model_schema
 from ort_loop import ort_greedy
 
+# A real PostgreSQL server; not run again by the pure-SQL pass of `make test` (no DuckDB kernels here).
+pytestmark = pytest.mark.postgres
+
 PROMPTS = [[315, 40, 41, 42], [315, 7], list(range(20, 45)), [9, 300, 12, 5, 77, 8]]
 
 

@@ -15,6 +15,9 @@ from onnx2sql.errors import InputError, ModelError, ShapeError
 from onnx2sql.runtime.postgres import POSTGRES_TYPES, PostgresDatabase, PostgresServer
 from onnx2sql.storage.arrays import chunk_rows
 
+# A real PostgreSQL server; not run again by the pure-SQL pass of `make test` (no DuckDB kernels here).
+pytestmark = pytest.mark.postgres
+
 
 @pytest.fixture
 def server(postgres_server: PostgresServer) -> PostgresServer:
