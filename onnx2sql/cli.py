@@ -8,7 +8,7 @@ from pathlib import Path
 
 from onnx2sql.emit.regions import DEFAULT_REGION_SIZE
 from onnx2sql.dialects import BACKENDS
-from onnx2sql.errors import Onnx2SqlError, UsageError
+from onnx2sql.errors import DatabaseError, Onnx2SqlError, UsageError
 from onnx2sql.runtime.kernel_mode import KERNEL_MODES, WEIGHT_FORMATS
 from onnx2sql.runtime.prompts import DEFAULT_BATCH
 
@@ -28,9 +28,39 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_compile(args: argparse.Namespace) -> int:
     from onnx2sql.api import compile as compile_model
 
+    if args.backend != "duckdb":
+        return _compile_elsewhere(args)
+    if args.output is None:
+        raise UsageError("compile needs -o, the folder to write the DuckDB database and SQL files to")
+    if args.db is not None:
+        raise UsageError("--db names a database of another backend; DuckDB's goes to the -o folder")
     out = compile_model(args.model, args.output, chunk_size=args.chunk_size, progress=not args.quiet,
                         region_size=args.region_size, kernels=args.kernels, weights=args.weights)
     print(out)
+    return 0
+
+
+def _compile_elsewhere(args: argparse.Namespace) -> int:
+    """compile --backend postgres: the model into its own schema of the database at --db."""
+    from onnx2sql.runtime.postgres import PostgresDatabase
+    from onnx2sql.runtime.postgres_models import compiled_program, model_schema
+
+    if not args.db:
+        raise UsageError(f"--backend {args.backend} needs --db, a postgresql:// connection URL")
+    if args.output is not None:
+        raise UsageError(f"-o is for DuckDB; --backend {args.backend} compiles into the database at --db")
+    if args.chunk_size is not None or args.region_size != DEFAULT_REGION_SIZE or args.weights not in (None, "fp32"):
+        raise UsageError(f"--chunk-size, --region-size and --weights are DuckDB's for now; --backend {args.backend} "
+                         "compiles with the defaults")
+    import psycopg
+
+    model = Path(args.model)
+    with PostgresDatabase.connect(args.db) as db:
+        try:
+            program = compiled_program(db, model, progress=not args.quiet, kernels=args.kernels or "auto")
+        except psycopg.Error as exc:
+            raise DatabaseError(f"PostgreSQL: {exc}".strip()) from exc
+    print(f"{model_schema(model)} (kernels {program.kernels})")
     return 0
 
 
@@ -145,13 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compile", help="compile an ONNX model into a DuckDB database and SQL files")
     p.add_argument("model", help="path to a .onnx file")
-    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("-o", "--output", default=None, help="output folder (DuckDB)")
     p.add_argument("--chunk-size", type=int, default=None, help="elements per chunk of the last axis")
     p.add_argument("--region-size", type=int, default=DEFAULT_REGION_SIZE,
                    help=f"ops run as one SQL statement at most (default {DEFAULT_REGION_SIZE}; 1: one statement per op)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _kernels_flag(p)
     _weights_flag(p)
+    p.add_argument("--backend", choices=BACKENDS, default="duckdb",
+                   help="the database to compile for (duckdb: files in -o; postgres: into the database at --db)")
+    p.add_argument("--db", default=None, help="with --backend postgres: a postgresql:// connection URL")
     p.set_defaults(func=_cmd_compile)
 
     p = sub.add_parser("check", help="list the model's ops and input types onnx2sql supports and those it does not")

@@ -80,3 +80,26 @@ def test_generate_command_on_postgres(tiny_llama3_dir: Path, postgres_url: str, 
 def test_generate_backend_errors(tiny_llama3_dir: Path, capsys, args: list[str], message: str) -> None:
     assert main(["generate", str(tiny_llama3_dir), "--prompt", "hi", *args]) in (1, 2)
     assert message in capsys.readouterr().err
+
+
+def test_compile_command_into_postgres(tiny_llama3_dir: Path, postgres_url: str, capsys) -> None:
+    """`compile --backend postgres --db URL` stores the model in its schema, which generate then uses."""
+    schema = model_schema(tiny_llama3_dir / "model.onnx")
+    assert main(["compile", str(tiny_llama3_dir / "model.onnx"), "--backend", "postgres", "--db", postgres_url,
+                 "--kernels", "sql", "-q"]) == 0
+    assert capsys.readouterr().out.strip() == f"{schema} (kernels sql)"
+    with open_generator(tiny_llama3_dir, "postgres", db=postgres_url, progress=False) as gen:
+        assert gen.program.kernels == "sql"  # the stored program, not compiled again
+        assert gen.generate_ids(PROMPTS[1], 3).token_ids == ort_greedy(tiny_llama3_dir, PROMPTS[1], 3)[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backend", "postgres"], "--backend postgres needs --db, a postgresql:// connection URL"),
+    (["--backend", "postgres", "--db", "postgresql://u@127.0.0.1:1/x", "-o", "out"], "-o is for DuckDB"),
+    (["--backend", "postgres", "--db", "postgresql://u@127.0.0.1:1/x", "--chunk-size", "16"],
+     "--chunk-size, --region-size and --weights are DuckDB's for now"),
+    ([], "compile needs -o"),
+])
+def test_compile_backend_errors(tiny_llama3_dir: Path, capsys, args: list[str], message: str) -> None:
+    assert main(["compile", str(tiny_llama3_dir / "model.onnx"), *args]) == 2
+    assert message in capsys.readouterr().err
