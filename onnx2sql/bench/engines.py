@@ -83,7 +83,23 @@ class Engine(ABC):
         return {}
 
 
-class DuckDBEngine(Engine):
+class GeneratorEngine(Engine):
+    """An onnx2sql engine: a Generator (set up as `self.generator`) does the greedy loop in SQL."""
+
+    def generate(self, prompt_ids: list[int], new_tokens: int, on_token: OnToken) -> Run:
+        count = iter(range(1, new_tokens + 1))
+        result = self.generator.generate_ids(prompt_ids, new_tokens, on_text=lambda _: on_token(next(count)))
+        return Run(result.token_ids, result.ttft_s, result.tokens_per_s, result.statements_per_step)
+
+    def generate_batch(self, prompts: list[list[int]], new_tokens: int) -> BatchRun:
+        batch = self.generator.generate_batch_ids(prompts, new_tokens)
+        return BatchRun([g.token_ids for g in batch.generations], batch.ttft_s, batch.decode_tokens_per_s)
+
+    def close(self) -> None:
+        self.generator.close()
+
+
+class DuckDBEngine(GeneratorEngine):
     """onnx2sql in DuckDB, with the kernels of `options.kernels` (native by default)."""
 
     name = "duckdb"
@@ -115,20 +131,9 @@ class DuckDBEngine(Engine):
     def describe(self) -> dict[str, Any]:
         return {"kernels": self.generator.program.kernels, "weights": self.generator.program.weight_format}
 
-    def generate(self, prompt_ids: list[int], new_tokens: int, on_token: OnToken) -> Run:
-        count = iter(range(1, new_tokens + 1))
-        result = self.generator.generate_ids(prompt_ids, new_tokens, on_text=lambda _: on_token(next(count)))
-        return Run(result.token_ids, result.ttft_s, result.tokens_per_s, result.statements_per_step)
-
-    def generate_batch(self, prompts: list[list[int]], new_tokens: int) -> BatchRun:
-        batch = self.generator.generate_batch_ids(prompts, new_tokens)
-        return BatchRun([g.token_ids for g in batch.generations], batch.ttft_s, batch.decode_tokens_per_s)
 
     def disk_files(self) -> list[Path]:
         return [self.database()]
-
-    def close(self) -> None:
-        self.generator.close()
 
 
 class DuckDBSqlEngine(DuckDBEngine):
@@ -161,7 +166,7 @@ class DuckDBInt8Engine(DuckDBEngine):
         return self.model_dir / "bench" / "duckdb-int8.duckdb"
 
 
-class PostgresEngine(Engine):
+class PostgresEngine(GeneratorEngine):
     """onnx2sql in PostgreSQL (pure SQL, pgvector dot products): the model compiled into the
     database at `options.postgres_url`, or into a private server started for the run."""
 
@@ -187,20 +192,12 @@ class PostgresEngine(Engine):
     def describe(self) -> dict[str, Any]:
         return {"kernels": self.generator.program.kernels, "weights": "fp32"}
 
-    def generate(self, prompt_ids: list[int], new_tokens: int, on_token: OnToken) -> Run:
-        count = iter(range(1, new_tokens + 1))
-        result = self.generator.generate_ids(prompt_ids, new_tokens, on_text=lambda _: on_token(next(count)))
-        return Run(result.token_ids, result.ttft_s, result.tokens_per_s, result.statements_per_step)
-
-    def generate_batch(self, prompts: list[list[int]], new_tokens: int) -> BatchRun:
-        batch = self.generator.generate_batch_ids(prompts, new_tokens)
-        return BatchRun([g.token_ids for g in batch.generations], batch.ttft_s, batch.decode_tokens_per_s)
 
     def disk_files(self) -> list[Path]:
         return []  # the server's own files, shared with whatever else the database holds
 
     def close(self) -> None:
-        self.generator.close()
+        super().close()
         if self.server is not None:
             self.server.stop()
 

@@ -43,3 +43,11 @@ def ort_outputs(model_path: Path, step_feeds: dict[str, np.ndarray]) -> dict[str
     sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(names, step_feeds)))
+
+
+def assert_same(got: dict[str, np.ndarray], want: dict[str, np.ndarray], tol: float = 1e-4) -> None:
+    """The same outputs, in the same order and shapes, every value within `tol` (rtol and atol)."""
+    assert list(got) == list(want)
+    for name, value in want.items():
+        assert got[name].shape == value.shape, name
+        np.testing.assert_allclose(got[name], value, err_msg=name, rtol=tol, atol=tol)

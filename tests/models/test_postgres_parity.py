@@ -10,19 +10,11 @@ import numpy as np
 import pytest
 
 import onnx2sql
-from decoder_feeds import feeds, ort_outputs, presents_as_past
+from decoder_feeds import assert_same, feeds, ort_outputs, presents_as_past
 
 # A real PostgreSQL server; not run again by the pure-SQL pass of `make test` (no DuckDB kernels here).
 pytestmark = pytest.mark.postgres
 
-TOL = dict(rtol=1e-4, atol=1e-4)
-
-
-def assert_same(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
-    assert list(got) == list(want)
-    for name, value in want.items():
-        assert got[name].shape == value.shape, name
-        np.testing.assert_allclose(got[name], value, err_msg=name, **TOL)
 
 
 def prompt(batch: int, seq: int, seed: int) -> np.ndarray:

@@ -9,22 +9,12 @@ import numpy as np
 import pytest
 
 import onnx2sql
-from decoder_feeds import feeds, ort_outputs, presents_as_past
-
-TOL = dict(rtol=1e-4, atol=1e-4)
-
+from decoder_feeds import assert_same, feeds, ort_outputs, presents_as_past
 
 @pytest.fixture(scope="module")
 def compiled(tiny_llama3_dir: Path, tmp_path_factory) -> Path:
     # chunk 16: hidden 64 and head_dim 16 span several chunks, so chunked joins are exercised.
     return onnx2sql.compile(tiny_llama3_dir / "model.onnx", tmp_path_factory.mktemp("tiny") / "sql", chunk_size=16)
-
-
-def assert_same(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
-    assert list(got) == list(want)
-    for name, value in want.items():
-        assert got[name].shape == value.shape, name
-        np.testing.assert_allclose(got[name], value, err_msg=name, **TOL)
 
 
 def tokens(batch: int, seq: int, seed: int) -> np.ndarray:
