@@ -133,12 +133,10 @@ def run(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray],
 def _run_elsewhere(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray], chunk: int,
                    region_size: int, backend: str, db: str | None, kernels: str | None) -> dict[str, np.ndarray]:
     """run() on a backend other than DuckDB (an ONNX model; the program is pure SQL)."""
-    import psycopg
-
     from onnx2sql.dialects import dialect_for
     from onnx2sql.runtime.postgres import PostgresDatabase
-    from onnx2sql.runtime.postgres_session import PostgresSession, postgres_kernels, prepare_database, \
-        write_weight
+    from onnx2sql.runtime.postgres_session import PostgresSession, postgres_errors, postgres_kernels, \
+        prepare_database, write_weight
 
     dialect_for(backend)  # an unknown name is refused first
     if not db:
@@ -148,16 +146,13 @@ def _run_elsewhere(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.n
     proto, _ = load_valid_model(model)
     _check_feed_sizes(feeds, _fixed_axes(proto))
     check_index_feeds(feeds, index_bounds(proto))
-    with PostgresDatabase.connect(db) as database:
-        try:
-            prepare_database(database)
-            mode = postgres_kernels(database, kernels)
-            program, feeds = _lower_for_feeds(proto, chunk, feeds, region_size, kernels=mode, backend=backend)
-            for weight in program.weights:
-                write_weight(database, weight, temporary=True)
-            return PostgresSession(database, program).run(feeds)
-        except psycopg.Error as exc:
-            raise DatabaseError(f"PostgreSQL: {exc}".strip()) from exc
+    with PostgresDatabase.connect(db) as database, postgres_errors():
+        prepare_database(database)
+        mode = postgres_kernels(database, kernels)
+        program, feeds = _lower_for_feeds(proto, chunk, feeds, region_size, kernels=mode, backend=backend)
+        for weight in program.weights:
+            write_weight(database, weight, temporary=True)
+        return PostgresSession(database, program).run(feeds)
 
 
 def _run_session(con: duckdb.DuckDBPyConnection, program: Program, feeds: Mapping[str, np.ndarray],

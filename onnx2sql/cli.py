@@ -8,7 +8,7 @@ from pathlib import Path
 
 from onnx2sql.emit.regions import DEFAULT_REGION_SIZE
 from onnx2sql.dialects import BACKENDS
-from onnx2sql.errors import DatabaseError, Onnx2SqlError, UsageError
+from onnx2sql.errors import Onnx2SqlError, UsageError
 from onnx2sql.runtime.kernel_mode import KERNEL_MODES, WEIGHT_FORMATS
 from onnx2sql.runtime.prompts import DEFAULT_BATCH
 
@@ -44,6 +44,7 @@ def _compile_elsewhere(args: argparse.Namespace) -> int:
     """compile --backend postgres: the model into its own schema of the database at --db."""
     from onnx2sql.runtime.postgres import PostgresDatabase
     from onnx2sql.runtime.postgres_models import compiled_program, model_schema
+    from onnx2sql.runtime.postgres_session import postgres_errors
 
     if not args.db:
         raise UsageError(f"--backend {args.backend} needs --db, a postgresql:// connection URL")
@@ -52,14 +53,9 @@ def _compile_elsewhere(args: argparse.Namespace) -> int:
     if args.chunk_size is not None or args.region_size != DEFAULT_REGION_SIZE or args.weights not in (None, "fp32"):
         raise UsageError(f"--chunk-size, --region-size and --weights are DuckDB's for now; --backend {args.backend} "
                          "compiles with the defaults")
-    import psycopg
-
     model = Path(args.model)
-    with PostgresDatabase.connect(args.db) as db:
-        try:
-            program = compiled_program(db, model, progress=not args.quiet, kernels=args.kernels or "auto")
-        except psycopg.Error as exc:
-            raise DatabaseError(f"PostgreSQL: {exc}".strip()) from exc
+    with PostgresDatabase.connect(args.db) as db, postgres_errors():
+        program = compiled_program(db, model, progress=not args.quiet, kernels=args.kernels or "auto")
     print(f"{model_schema(model)} (kernels {program.kernels})")
     return 0
 

@@ -131,7 +131,6 @@ class DuckDBEngine(GeneratorEngine):
     def describe(self) -> dict[str, Any]:
         return {"kernels": self.generator.program.kernels, "weights": self.generator.program.weight_format}
 
-
     def disk_files(self) -> list[Path]:
         return [self.database()]
 
@@ -191,7 +190,6 @@ class PostgresEngine(GeneratorEngine):
 
     def describe(self) -> dict[str, Any]:
         return {"kernels": self.generator.program.kernels, "weights": "fp32"}
-
 
     def disk_files(self) -> list[Path]:
         return []  # the server's own files, shared with whatever else the database holds

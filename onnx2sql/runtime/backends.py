@@ -21,8 +21,6 @@ def open_generator(model_dir: str | Path, backend: str = "duckdb", db: str | Pat
         raise UsageError(f"--memory-limit is DuckDB's; {backend} has its own settings (work_mem, ...)")
     if kernels == "native" or weights == "int8":
         raise UsageError(f"backend {backend} runs pure SQL: the native kernels and int8 weights are DuckDB's")
-    if not db:
-        raise UsageError(f"backend {backend} needs --db, a postgresql:// connection URL")
     from onnx2sql.runtime.postgres_models import PostgresGenerator
 
-    return PostgresGenerator(model_dir, str(db), progress=progress, kernels=kernels)
+    return PostgresGenerator(model_dir, str(db) if db else "", progress=progress, kernels=kernels)

@@ -91,6 +91,9 @@ def default_db(model_dir: Path) -> Path:
 class Generator:
     """A model folder plus its compiled database, ready to generate."""
 
+    # What the database raises (a failed clean-up after a step's own error is ignored).
+    database_errors: tuple[type[Exception], ...] = (duckdb.Error,)
+
     def __init__(self, model_dir: str | Path, db: str | Path | None = None, memory_limit: str | None = None,
                  progress: bool = True, kernels: str | None = None, weights: str | None = None):
         """`kernels` ("auto", "native", "sql"; None: $ONNX2SQL_KERNELS if set, else whatever the
@@ -353,7 +356,7 @@ class Generator:
     def _drop_temporaries(self) -> None:
         try:
             self.session.drop_temporaries()
-        except duckdb.Error:
+        except self.database_errors:
             pass  # the step's own error, already raised, says more
 
     def _run_step(self, ids: np.ndarray, mask: np.ndarray, past: int, first: bool) -> None:

@@ -17,12 +17,12 @@ import psycopg
 from onnx2sql.api import FORMAT_VERSION, load_valid_model
 from onnx2sql.emit.program import Program
 from onnx2sql.emit.sql import quote_ident
-from onnx2sql.errors import DatabaseError, UsageError
+from onnx2sql.errors import UsageError
 from onnx2sql.runtime.fingerprint import model_digests
 from onnx2sql.runtime.generate import Generator, Sampling
 from onnx2sql.runtime.postgres import PostgresDatabase
-from onnx2sql.runtime.postgres_session import PostgresSession, postgres_kernels, prepare_database, \
-    set_search_path, write_weight
+from onnx2sql.runtime.postgres_session import PostgresSession, postgres_errors, postgres_kernels, \
+    prepare_database, set_search_path, write_weight
 from onnx2sql.runtime.session import CountingConnection, META_TABLE
 from onnx2sql.runtime.text import ModelFolder
 
@@ -32,11 +32,6 @@ def model_schema(model: Path) -> str:
     return "onnx2sql_m_" + hashlib.sha256(str(model.resolve()).encode()).hexdigest()[:16]
 
 
-def use_model_schema(db: PostgresDatabase, schema: str) -> None:
-    """Tables of the model first, then the support functions, then PostgreSQL's own."""
-    set_search_path(db, schema)
-
-
 def compiled_program(db: PostgresDatabase, model: Path, progress: bool = False, kernels: str | None = None) -> Program:
     """The program of `model` compiled into the database: the stored one when it was compiled from
     the model's current content, by this version of onnx2sql, in the kernel mode asked for (None:
@@ -44,25 +39,24 @@ def compiled_program(db: PostgresDatabase, model: Path, progress: bool = False, 
     prepare_database(db)
     wanted = None if kernels is None else postgres_kernels(db, kernels)
     schema = model_schema(model)
-    digests = model_digests(model, [], None)
     stored = _stored_meta(db, schema)
-    if stored.get("format") == FORMAT_VERSION and stored.get("model_sha256") == digests[model.name] \
-            and _same_data(model, stored):
+    if stored.get("format") == FORMAT_VERSION and _compiled_from(model, stored):
         program = Program.from_json(stored["program"])
         if wanted is None or program.kernels == wanted:
-            use_model_schema(db, schema)
+            set_search_path(db, schema)
             return program
     return _compile_into(db, model, schema, progress, wanted or postgres_kernels(db, None))
 
 
-def _same_data(model: Path, stored: dict[str, str]) -> bool:
-    names = sorted(json.loads(stored.get("external_data_sha256", "{}")))
+def _compiled_from(model: Path, stored: dict[str, str]) -> bool:
+    """Whether the stored digests are those of the model file and its external data files now
+    (each file read once)."""
+    data = json.loads(stored.get("external_data_sha256", "{}"))
     try:
-        current = model_digests(model, names, None)
+        current = model_digests(model, sorted(data), None)
     except FileNotFoundError:
-        return False
-    current.pop(model.name)
-    return current == json.loads(stored.get("external_data_sha256", "{}"))
+        return False  # an external data file it was compiled with is gone
+    return current.pop(model.name) == stored.get("model_sha256") and current == data
 
 
 def _stored_meta(db: PostgresDatabase, schema: str) -> dict[str, str]:
@@ -85,7 +79,7 @@ def _compile_into(db: PostgresDatabase, model: Path, schema: str, progress: bool
     with db.connection.transaction():
         db.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
         db.execute(f"CREATE SCHEMA {quote_ident(schema)}")
-        use_model_schema(db, schema)
+        set_search_path(db, schema)
         for k, weight in enumerate(program.weights):
             if progress:
                 print(f"\ronnx2sql: loading weights into PostgreSQL {k + 1}/{len(program.weights)}", end="",
@@ -113,12 +107,10 @@ class PostgresGenerator(Generator):
         self.con = None
         database = PostgresDatabase.connect(db)
         try:
-            self.program = compiled_program(database, self.model, progress, kernels)
+            with postgres_errors():
+                self.program = compiled_program(database, self.model, progress, kernels)
             self.con = CountingConnection(database)  # type: ignore[arg-type]
             self._prepare_program()
-        except psycopg.Error as exc:
-            database.close()
-            raise DatabaseError(f"PostgreSQL: {exc}".strip()) from exc
         except BaseException:
             database.close()
             raise
@@ -126,20 +118,12 @@ class PostgresGenerator(Generator):
     def _new_session(self) -> PostgresSession:
         return PostgresSession(self.con, self.program)  # type: ignore[arg-type]
 
-    def _choose(self, position: int, sampling: Sampling, rngs: list[np.random.Generator | None]) -> list[int]:
-        try:
-            return super()._choose(position, sampling, rngs)
-        except psycopg.Error as exc:
-            raise DatabaseError(f"PostgreSQL refused choosing the next token: {exc}".strip()) from exc
+    database_errors = (psycopg.Error,)
 
-    def _drop_temporaries(self) -> None:
-        try:
-            self.session.drop_temporaries()
-        except psycopg.Error:
-            pass  # the step's own error, already raised, says more
+    def _choose(self, position: int, sampling: Sampling, rngs: list[np.random.Generator | None]) -> list[int]:
+        with postgres_errors("PostgreSQL refused choosing the next token"):
+            return super()._choose(position, sampling, rngs)
 
     def _keep_cache_rows(self, keep: list[int]) -> None:
-        try:
+        with postgres_errors():
             super()._keep_cache_rows(keep)
-        except psycopg.Error as exc:
-            raise DatabaseError(f"PostgreSQL: {exc}".strip()) from exc

@@ -2,8 +2,9 @@
 in the database, weights and feeds written with COPY, symbols as session settings."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from importlib import resources
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 import psycopg
@@ -11,8 +12,8 @@ import psycopg
 from onnx2sql.dialects.postgres import POSTGRES
 from onnx2sql.emit.program import Program
 from onnx2sql.emit.sql import quote_ident
-from onnx2sql.ops.context import WeightTable
 from onnx2sql.errors import DatabaseError, ModelError, UsageError
+from onnx2sql.ops.context import WeightTable
 from onnx2sql.runtime.postgres import PostgresDatabase
 from onnx2sql.runtime.session import Session
 
@@ -20,6 +21,16 @@ ROWS_TABLE = "onnx2sql_rows_read"  # a temporary table of the rows read_tensor i
 
 # Version of postgres_support.sql: a database holding an older one gets it again.
 SUPPORT_VERSION = 3
+
+
+@contextmanager
+def postgres_errors(what: str = "PostgreSQL") -> Iterator[None]:
+    """PostgreSQL's errors as onnx2sql's DatabaseError, their message after `what`."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise DatabaseError(f"{what}: {exc}".strip()) from exc
+
 
 def set_search_path(db: PostgresDatabase, tables: str = "public") -> None:
     """Tables go to (and are found in) `tables`, the support functions come before pg_catalog's
@@ -29,6 +40,7 @@ def set_search_path(db: PostgresDatabase, tables: str = "public") -> None:
     if found and found[0][0] not in ("onnx2sql", tables):
         schemas.append(found[0][0])  # already a SQL name (regnamespace quotes it when it must)
     db.execute(f"SET search_path = {', '.join(schemas)}, pg_catalog")
+
 
 # A dot product through pgvector when the extension is there (vectors are float4, as the
 # float32 products of onnxruntime are); plain SQL over the two arrays otherwise.
@@ -78,7 +90,7 @@ def postgres_kernels(db: PostgresDatabase, requested: str | None) -> str:
         return "pgvector" if _has_pgvector(db) else "sql"
     if requested == "pgvector" and not _has_pgvector(db):
         raise UsageError("--kernels pgvector: the database has no pgvector extension; use --kernels sql")
-    if requested not in ("pgvector", "sql"):
+    if requested not in POSTGRES.kernel_modes:
         raise UsageError(f"backend postgres runs --kernels pgvector or sql, not {requested!r} (DuckDB's)")
     return requested
 
@@ -119,10 +131,8 @@ class PostgresSession(Session):
         return self.db.read_tensor(ROWS_TABLE, rank, shape, dtype)
 
     def execute(self, drop: bool = True) -> None:
-        try:
+        with postgres_errors("PostgreSQL refused a statement of the program"):
             super().execute(drop)
-        except psycopg.Error as exc:
-            raise DatabaseError(f"PostgreSQL refused a statement of the program: {exc}".strip()) from exc
 
     def drop_temporaries(self) -> None:
         """Drop the tables of a run (feeds and computed tensors); weights stay."""
