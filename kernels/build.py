@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""Build build/onnx2sql_kernels.duckdb_extension for the installed duckdb.
+"""Build build/onnx2sql_kernels.duckdb_extension for the installed duckdb, and the SQLite extension
+build/onnx2sql_sqlite.so over the same kernels.
 
 Steps: find the installed duckdb version and platform; fetch duckdb.h and duckdb_extension.h from that
 version's source distribution on PyPI into build/duckdb-headers/<version>/ (once); compile the kernels
 and the binding with the system C compiler against the C extension API version those headers declare;
 append the metadata footer DuckDB requires of a loadable extension. Does nothing when the output is
-up to date (same sources, compiler, duckdb version).
+up to date (same sources, compiler, duckdb version). The SQLite extension needs sqlite3ext.h from the
+system (Debian: libsqlite3-dev).
 
-usage: python kernels/build.py [--force] [--quiet] [--build-dir DIR]
+usage: python kernels/build.py [--force] [--quiet] [--build-dir DIR] [--only {duckdb,sqlite}]
 """
 from __future__ import annotations
 
@@ -35,6 +37,8 @@ EXTENSION_VERSION = "v0.1.0"
 SOURCES = ("onnx2sql_kernels.c", "duckdb_binding.c")
 LOCAL_HEADERS = ("onnx2sql_kernels.h",)
 DUCKDB_HEADERS = ("duckdb.h", "duckdb_extension.h")
+SQLITE_EXTENSION_NAME = "onnx2sql_sqlite"
+SQLITE_SOURCES = ("onnx2sql_kernels.c", "sqlite_binding.c")
 # Baseline ISA on purpose: the AVX2 kernels carry their own target attribute and are picked at load time.
 CFLAGS = ("-O3", "-fPIC", "-shared", "-std=c11", "-fvisibility=hidden", "-Wall", "-Wextra")
 
@@ -204,6 +208,11 @@ def build_lock(build_dir: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _up_to_date(out: Path, stamp: Path, key: str) -> bool:
+    """Whether `out` was built from what `key` hashes (its stamp file holds the key)."""
+    return out.is_file() and stamp.is_file() and stamp.read_text() == key
+
+
 def build(build_dir: Path = BUILD_DIR, force: bool = False, quiet: bool = True) -> Path:
     """Builds the extension if it is missing or stale; returns its path."""
     build_dir = Path(build_dir).resolve()
@@ -215,8 +224,7 @@ def build(build_dir: Path = BUILD_DIR, force: bool = False, quiet: bool = True) 
         compiler = find_compiler()
         include_dir = fetch_headers(version, build_dir, quiet)
         target = Target(version, platform, c_api_version(include_dir / "duckdb_extension.h"), compiler)
-        key = build_key(target)
-        if not force and out.is_file() and stamp.is_file() and stamp.read_text() == key:
+        if not force and _up_to_date(out, stamp, build_key(target)):
             return out
         # Written beside the output and renamed over it: a reader never sees a half-written file.
         partial = out.with_name(out.name + ".partial")
@@ -224,10 +232,46 @@ def build(build_dir: Path = BUILD_DIR, force: bool = False, quiet: bool = True) 
         with open(partial, "ab") as fh:
             fh.write(metadata_footer(platform, target.c_api))
         os.replace(partial, out)
-        stamp.write_text(key)
+        stamp.write_text(build_key(target))
         if not quiet:
             print(f"built {out} (duckdb {version}, C API v{'.'.join(map(str, target.c_api))}, {platform})",
                   file=sys.stderr)
+    return out
+
+
+# ------------------------------------------------------------------ the SQLite extension
+
+def sqlite_output_path(build_dir: Path = BUILD_DIR) -> Path:
+    return build_dir / f"{SQLITE_EXTENSION_NAME}{'.dylib' if sys.platform == 'darwin' else '.so'}"
+
+
+def build_sqlite(build_dir: Path = BUILD_DIR, force: bool = False, quiet: bool = True) -> Path:
+    """Builds the SQLite extension if it is missing or stale; returns its path."""
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    out = sqlite_output_path(build_dir)
+    stamp = build_dir / f"{SQLITE_EXTENSION_NAME}.stamp"
+    with build_lock(build_dir):
+        compiler = find_compiler()
+        digest = hashlib.sha256(" ".join((*compiler, *CFLAGS)).encode())
+        for name in (*SQLITE_SOURCES, *LOCAL_HEADERS, "build.py"):
+            digest.update((KERNELS_DIR / name).read_bytes())
+        key = digest.hexdigest()
+        if not force and _up_to_date(out, stamp, key):
+            return out
+        partial = out.with_name(out.name + ".partial")
+        command = [*compiler, *CFLAGS, f"-I{KERNELS_DIR}", *(str(KERNELS_DIR / s) for s in SQLITE_SOURCES),
+                   "-lm", "-o", str(partial)]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            hint = ("\nsqlite3ext.h is missing: install SQLite's headers (apt-get install libsqlite3-dev)"
+                    if "sqlite3ext.h" in result.stderr else "")
+            raise BuildError(f"compiling the SQLite extension failed:\n{shlex.join(command)}\n"
+                             f"{result.stderr.strip()}{hint}")
+        os.replace(partial, out)
+        stamp.write_text(key)
+        if not quiet:
+            print(f"built {out}", file=sys.stderr)
     return out
 
 
@@ -236,15 +280,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
     parser.add_argument("--quiet", action="store_true", help="print only errors")
     parser.add_argument("--build-dir", type=Path, default=BUILD_DIR)
+    parser.add_argument("--only", choices=("duckdb", "sqlite"), default=None, help="build one extension")
     args = parser.parse_args(argv)
-    try:
-        out = build(args.build_dir, force=args.force, quiet=args.quiet)
-    except BuildError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if not args.quiet:
-        print(out)
-    return 0
+    builders = {"duckdb": build, "sqlite": build_sqlite}
+    failed = 0
+    for name, builder in builders.items():
+        if args.only not in (None, name):
+            continue
+        try:
+            out = builder(args.build_dir, force=args.force, quiet=args.quiet)
+        except BuildError as exc:
+            print(f"error ({name} extension): {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        if not args.quiet:
+            print(out)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

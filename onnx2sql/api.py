@@ -19,7 +19,7 @@ from onnx2sql.emit.regions import DEFAULT_REGION_SIZE
 from onnx2sql.emit.sql import DEFAULT_CHUNK, comment_text, quote_ident, quote_literal, sql_type
 from onnx2sql.errors import DatabaseError, InputError, UnsupportedOpError, UsageError
 from onnx2sql.runtime.fingerprint import CACHE_SUFFIX, cache_file, model_digests
-from onnx2sql.runtime.kernel_mode import resolve_weights
+from onnx2sql.runtime.kernel_mode import check_backend_flags, resolve_weights
 from onnx2sql.runtime.session import META_TABLE, Session, connect, meta_exists, read_meta
 from onnx2sql.storage.folders import check_output_folder, recover_interrupted_replace, remove_stale_staging, \
     replace_dir, staging_dir
@@ -102,11 +102,11 @@ def run(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray],
     folder written by compile() (nothing is loaded again). A feed longer than MAX_VARIABLE_AXIS
     along a variable axis, or an index beyond the table it selects from, is refused first.
     `backend="postgres"` compiles the model for PostgreSQL and runs it in the database at the
-    connection URL `db`, in temporary tables that end with the connection."""
+    connection URL `db`, in temporary tables that end with the connection; `backend="sqlite"`
+    runs it in SQLite, in memory or in temporary tables of the database file `db`."""
     chunk = _chunk(chunk_size)
     if backend != "duckdb":
-        if kernels == "native" or weights == "int8":
-            raise UsageError(f"backend {backend} runs pure SQL: the native kernels and int8 weights are DuckDB's")
+        check_backend_flags(backend, kernels, weights)
         return _run_elsewhere(model, feeds, chunk, region_size, backend, db, kernels)
     if db is not None:
         raise UsageError("db= (--db) names a database of another backend; DuckDB runs in memory here")
@@ -139,6 +139,8 @@ def _run_elsewhere(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.n
         prepare_database, write_weight
 
     dialect_for(backend)  # an unknown name is refused first
+    if backend == "sqlite":
+        return _run_on_sqlite(model, feeds, chunk, region_size, db, kernels)
     if not db:
         raise UsageError(f"backend {backend} needs a database: pass db= (--db) a postgresql:// URL")
     if isinstance(model, (str, Path)) and Path(model).is_dir():
@@ -153,6 +155,24 @@ def _run_elsewhere(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.n
         for weight in program.weights:
             write_weight(database, weight, temporary=True)
         return PostgresSession(database, program).run(feeds)
+
+
+def _run_on_sqlite(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray], chunk: int,
+                   region_size: int, db: str | None, kernels: str | None) -> dict[str, np.ndarray]:
+    """run() on SQLite: in memory, or in the database file `db` (its weights as temporary tables)."""
+    from onnx2sql.runtime.sqlite import SqliteDatabase, SqliteSession, sqlite_errors, sqlite_kernels
+
+    if isinstance(model, (str, Path)) and Path(model).is_dir():
+        raise UsageError("backend sqlite runs an ONNX model file; a compiled folder is a DuckDB database")
+    proto, _ = load_valid_model(model)
+    _check_feed_sizes(feeds, _fixed_axes(proto))
+    check_index_feeds(feeds, index_bounds(proto))
+    with SqliteDatabase.connect(db) as database, sqlite_errors():
+        mode = sqlite_kernels(database, kernels)
+        program, feeds = _lower_for_feeds(proto, chunk, feeds, region_size, kernels=mode, backend="sqlite")
+        for weight in program.weights:
+            database.write_weight(weight, temporary=True)
+        return SqliteSession(database, program).run(feeds)
 
 
 def _run_session(con: duckdb.DuckDBPyConnection, program: Program, feeds: Mapping[str, np.ndarray],

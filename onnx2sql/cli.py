@@ -41,22 +41,36 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
 
 def _compile_elsewhere(args: argparse.Namespace) -> int:
-    """compile --backend postgres: the model into its own schema of the database at --db."""
-    from onnx2sql.runtime.postgres import PostgresDatabase
-    from onnx2sql.runtime.postgres_models import compiled_program, model_schema
-    from onnx2sql.runtime.postgres_session import postgres_errors
-
+    """compile --backend sqlite or postgres: the model into the database file, or into its own
+    schema of the PostgreSQL database, at --db."""
     if not args.db:
-        raise UsageError(f"--backend {args.backend} needs --db, a postgresql:// connection URL")
+        what = "a database file" if args.backend == "sqlite" else "a postgresql:// connection URL"
+        raise UsageError(f"--backend {args.backend} needs --db, {what}")
     if args.output is not None:
         raise UsageError(f"-o is for DuckDB; --backend {args.backend} compiles into the database at --db")
     if args.chunk_size is not None or args.region_size != DEFAULT_REGION_SIZE or args.weights not in (None, "fp32"):
         raise UsageError(f"--chunk-size, --region-size and --weights are DuckDB's for now; --backend {args.backend} "
                          "compiles with the defaults")
     model = Path(args.model)
+    if args.backend == "sqlite":
+        return _compile_into_sqlite(model, args)
+    from onnx2sql.runtime.postgres import PostgresDatabase
+    from onnx2sql.runtime.postgres_models import compiled_program, model_schema
+    from onnx2sql.runtime.postgres_session import postgres_errors
+
     with PostgresDatabase.connect(args.db) as db, postgres_errors():
         program = compiled_program(db, model, progress=not args.quiet, kernels=args.kernels or "auto")
     print(f"{model_schema(model)} (kernels {program.kernels})")
+    return 0
+
+
+def _compile_into_sqlite(model: Path, args: argparse.Namespace) -> int:
+    from onnx2sql.runtime.sqlite import SqliteDatabase, sqlite_errors
+    from onnx2sql.runtime.sqlite_models import compiled_program
+
+    with SqliteDatabase.connect(args.db) as db, sqlite_errors(f"SQLite database {args.db!r}"):
+        program = compiled_program(db, model, args.db, progress=not args.quiet, kernels=args.kernels)
+    print(f"{args.db} (kernels {program.kernels})")
     return 0
 
 
@@ -142,7 +156,7 @@ def _kernels_flag(p: argparse.ArgumentParser, note: str = "") -> None:
     p.add_argument("--kernels", choices=KERNEL_MODES + ("pgvector",), default=None,
                    help=f"{note}native: float32 products call the DuckDB extension built from kernels/; sql: pure "
                         "SQL; auto (the default): native where it builds and loads; with --backend postgres, "
-                        "pgvector (the default where the extension is there) or sql")
+                        "pgvector (the default where the extension is there) or sql; with --backend sqlite, sql")
 
 
 def _weights_flag(p: argparse.ArgumentParser, note: str = "") -> None:
@@ -179,8 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     _kernels_flag(p)
     _weights_flag(p)
     p.add_argument("--backend", choices=BACKENDS, default="duckdb",
-                   help="the database to compile for (duckdb: files in -o; postgres: into the database at --db)")
-    p.add_argument("--db", default=None, help="with --backend postgres: a postgresql:// connection URL")
+                   help="the database to compile for (duckdb: files in -o; sqlite: the database file --db; "
+                        "postgres: into the database at --db)")
+    p.add_argument("--db", default=None, help="with --backend sqlite: a database file; with --backend postgres: "
+                                              "a postgresql:// connection URL")
     p.set_defaults(func=_cmd_compile)
 
     p = sub.add_parser("check", help="list the model's ops and input types onnx2sql supports and those it does not")
@@ -195,8 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     _kernels_flag(p, "when compiling a .onnx; ")
     _weights_flag(p, "when compiling a .onnx; ")
     p.add_argument("--backend", choices=BACKENDS, default="duckdb",
-                   help="the database that runs the model (duckdb: embedded; postgres: needs --db)")
-    p.add_argument("--db", default=None, help="with --backend postgres: a postgresql:// connection URL")
+                   help="the database that runs the model (duckdb and sqlite: embedded; postgres: needs --db)")
+    p.add_argument("--db", default=None, help="with --backend sqlite: a database file (default: in memory); "
+                                              "with --backend postgres: a postgresql:// connection URL")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("generate", help="generate text with every multiply done in DuckDB")
@@ -216,9 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chat", action="store_true", help="apply the tokenizer's chat template")
     p.add_argument("--memory-limit", default=None, help="DuckDB memory limit, e.g. 300MB")
     p.add_argument("--backend", choices=BACKENDS, default="duckdb",
-                   help="the database that runs the model (duckdb: embedded; postgres: needs --db)")
-    p.add_argument("--db", default=None, help="compiled DuckDB database (default MODEL_DIR/sql/model.duckdb), "
-                                              "or with --backend postgres a postgresql:// connection URL")
+                   help="the database that runs the model (duckdb and sqlite: embedded; postgres: needs --db)")
+    p.add_argument("--db", default=None, help="compiled DuckDB or SQLite database (default MODEL_DIR/sql/model.duckdb "
+                                              "or MODEL_DIR/sqlite/model.sqlite), or with --backend postgres a postgresql:// URL")
     p.add_argument("--json", action="store_true", help="print one JSON line instead of streaming text")
     _kernels_flag(p, "default: the compiled database's, or auto when compiling; ")
     _weights_flag(p, "default: the compiled database's, or fp32 when compiling; ")
@@ -228,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_dir", help="an exported model folder")
     p.add_argument("--engines", default="duckdb,duckdb-sql,duckdb-int8,onnxruntime,llama.cpp,llama.cpp-q8_0",
                    help="comma-separated engines to run (duckdb: native kernels; duckdb-sql: pure SQL; duckdb-int8: "
-                        "int8 weight tiles; onnxruntime; llama.cpp: F32; llama.cpp-q8_0: llama.cpp's Q8_0)")
+                        "int8 weight tiles; sqlite: SQLite with its kernels extension; sqlite-sql: SQLite in pure "
+                        "SQL; postgres: PostgreSQL with pgvector; onnxruntime; llama.cpp: F32; llama.cpp-q8_0: "
+                        "llama.cpp's Q8_0)")
     p.add_argument("--prompt-lens", default="16,128", help="comma-separated prompt lengths in tokens")
     p.add_argument("--new-tokens", type=int, default=32, help="tokens generated per run")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per engine and prompt length")

@@ -165,6 +165,47 @@ class DuckDBInt8Engine(DuckDBEngine):
         return self.model_dir / "bench" / "duckdb-int8.duckdb"
 
 
+class SqliteEngine(GeneratorEngine):
+    """onnx2sql in SQLite, products through the SQLite extension built from kernels/ (pure SQL
+    where it cannot load), from the model folder's own database file (MODEL_DIR/sqlite/model.sqlite)."""
+
+    name = "sqlite"
+
+    def kernels(self) -> str:
+        return self.options.kernels or "auto"
+
+    def database(self) -> Path:
+        from onnx2sql.runtime.sqlite_models import default_sqlite_db
+
+        return default_sqlite_db(self.model_dir)
+
+    def setup(self) -> str:
+        from onnx2sql.runtime.sqlite_models import SqliteGenerator
+
+        kind = "load" if self.database().exists() else "compile"
+        self.generator = SqliteGenerator(self.model_dir, self.database(), progress=True, kernels=self.kernels())
+        return kind
+
+    def describe(self) -> dict[str, Any]:
+        return {"kernels": self.generator.program.kernels, "weights": "fp32"}
+
+    def disk_files(self) -> list[Path]:
+        return [self.database()]
+
+
+class SqliteSqlEngine(SqliteEngine):
+    """onnx2sql in SQLite in pure SQL (JSON arrays, products as joins of json_each), from a
+    database file of its own beside the benchmark's results."""
+
+    name = "sqlite-sql"
+
+    def kernels(self) -> str:
+        return "sql"
+
+    def database(self) -> Path:
+        return self.model_dir / "bench" / "sqlite-sql.sqlite"
+
+
 class PostgresEngine(GeneratorEngine):
     """onnx2sql in PostgreSQL (pure SQL, pgvector dot products): the model compiled into the
     database at `options.postgres_url`, or into a private server started for the run."""
@@ -338,5 +379,5 @@ class LlamaCppQ8Engine(LlamaCppEngine):
 
 
 ENGINES: dict[str, type[Engine]] = {e.name: e for e in (DuckDBEngine, DuckDBSqlEngine, DuckDBInt8Engine,
-                                                        PostgresEngine, OnnxRuntimeEngine, LlamaCppEngine,
-                                                        LlamaCppQ8Engine)}
+                                                        SqliteEngine, SqliteSqlEngine, PostgresEngine,
+                                                        OnnxRuntimeEngine, LlamaCppEngine, LlamaCppQ8Engine)}

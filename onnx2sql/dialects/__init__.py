@@ -1,12 +1,13 @@
 """SQL dialects: what differs between the databases a program can be compiled for.
 
 Templates and lowerings write one SQL text. Most of it is the same on every backend: SELECT,
-joins, windows, CASE, array subscripts v[p] (1-based everywhere), unnest and generate_subscripts
-in a select list, and the functions the runtime names after DuckDB's (list_sum, list_max,
-list_dot_product, getvariable, ...), which a backend without them defines in its support library
-(dialects/postgres_support.sql). Where the syntax itself differs (lambdas over lists, list
-literals, list aggregates, table-valued ranges, integer division, element type names, statements
-that replace a table) the text comes from the Dialect in use, one fragment method each.
+joins, windows, CASE, array subscripts v[p] (1-based), and the functions the runtime names after
+DuckDB's (list_sum, list_max, list_dot_product, getvariable, ...), which a backend without them
+defines in its support library (dialects/postgres_support.sql) or expands, with the subscripts,
+when a query is finished (SQLite, which has neither arrays nor CREATE FUNCTION: dialects/sqlite.py). Where the syntax itself differs (lambdas over lists, list
+literals, list aggregates and concatenation, table-valued ranges and literal rows, exploding
+lists into rows, integer division, element type names, statements that replace a table) the
+text comes from the Dialect in use, one fragment method each.
 
 The dialect in use is set for the duration of a lowering (`using`), so that the many small
 renderers of ops need no extra parameter; `current()` is DuckDB outside any lowering.
@@ -34,6 +35,12 @@ class Dialect:
     # What can do the arithmetic of products besides plain SQL ("sql"): DuckDB's native kernels
     # (kernels/), PostgreSQL's pgvector.
     kernel_modes: tuple[str, ...] = ("native", "sql")
+    # The most statements one region may join (None: as many as asked for). A database that
+    # computes a CTE again at each reference runs one op per statement.
+    max_region_size: int | None = None
+    # The kernel mode whose products store known matrices a whole row per table row as vectors and
+    # multiply them with vector_dot (None: the backend has none).
+    vector_kernel: str | None = None
 
     # ------------------------------------------------------------------ names and literals
     @staticmethod
@@ -85,6 +92,18 @@ class Dialect:
         """The aggregate of a group's lists joined end to end, ordered by `order`."""
         raise NotImplementedError
 
+    def list_concat(self, lists: list[str]) -> str:
+        """The lists joined end to end."""
+        return " || ".join(lists)
+
+    def to_vector(self, items: str) -> str:
+        """A list as the vector kernel's vector type."""
+        raise NotImplementedError
+
+    def vector_dot(self, a: str, b: str) -> str:
+        """The dot product of two vectors of the vector kernel."""
+        raise NotImplementedError
+
     def cast_list(self, items: str, element_type: str) -> str:
         return f"CAST({items} AS {element_type}[])"
 
@@ -92,6 +111,22 @@ class Dialect:
     def series(self, count: str, cast: bool = True) -> str:
         """A table of one column counting 0 .. count - 1, for a FROM clause (alias it: AS r(j))."""
         raise NotImplementedError
+
+    def range_table(self, count: str, alias: str, column: str = "j", cast: bool = True) -> str:
+        """A FROM item `alias` whose one column `column` counts 0 .. count - 1."""
+        return f"{self.series(count, cast)} AS {alias}({column})"
+
+    def values_table(self, rows: list[list[str]], alias: str, columns: list[str]) -> str:
+        """A FROM item `alias` of literal rows, its columns named `columns`."""
+        body = ",\n".join("  (" + ", ".join(row) + ")" for row in rows)
+        return f"(VALUES\n{body}\n) AS {alias}({', '.join(columns)})"
+
+    def explode(self, table: str, leads: str, offset: str, position: str, value: str = "x") -> str:
+        """One row per element of the lists v of `table`: the columns `leads` (text ending in a
+        comma, or empty), the element's 0-based position in its list plus `offset` as `position`,
+        and the element as `value`."""
+        return (f"SELECT {leads}{offset} + generate_subscripts(v, 1) - 1 AS {position}, unnest(v) AS {value} "
+                f"FROM {table}")
 
     def int_div(self, a: str, b: str) -> str:
         """Integer division of integers truncated toward zero (operands are SQL text)."""
@@ -108,11 +143,19 @@ class Dialect:
     # ------------------------------------------------------------------ statements
     def create_table_as(self, table: str, query: str, temporary: bool = True) -> str:
         """A statement (or statements) that replaces `table` (quoted) with the rows of `query`."""
-        raise NotImplementedError
+        # A temporary table is dropped through its schema: never a stored table of the same name.
+        old = self.temp_table(table) if temporary else table
+        return f"DROP TABLE IF EXISTS {old};\nCREATE {'TEMP ' if temporary else ''}TABLE {table} AS\n{query}"
 
     def insert_rows(self, table: str, columns: list[str], query: str) -> str:
         """A statement that appends the rows of `query` (which selects `columns` by name) to `table`."""
-        raise NotImplementedError
+        names = ", ".join(columns)
+        return f"INSERT INTO {table} ({names})\nSELECT {names} FROM (\n{query}\n) AS appended"
+
+    def finish(self, query: str) -> str:
+        """The text of a rendered query as this backend runs it (SQLite expands the functions it
+        lacks here); as it is on most."""
+        return query
 
 
 _CURRENT: ContextVar[Dialect | None] = ContextVar("onnx2sql_dialect", default=None)
@@ -137,7 +180,7 @@ def using(dialect: Dialect) -> Iterator[Dialect]:
         _CURRENT.reset(token)
 
 
-BACKENDS = ("duckdb", "postgres")
+BACKENDS = ("duckdb", "sqlite", "postgres")
 
 
 def dialect_for(backend: str) -> Dialect:
@@ -150,4 +193,8 @@ def dialect_for(backend: str) -> Dialect:
         from onnx2sql.dialects.postgres import POSTGRES
 
         return POSTGRES
+    if backend == "sqlite":
+        from onnx2sql.dialects.sqlite import SQLITE
+
+        return SQLITE
     raise ModelError(f"backend {backend!r} is not known; choose one of {', '.join(BACKENDS)}")

@@ -27,6 +27,7 @@ class PostgresDialect(Dialect):
     }
     nested_lists = False
     kernel_modes = ("pgvector", "sql")
+    vector_kernel = "pgvector"
 
     _SPECIAL = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
@@ -35,6 +36,12 @@ class PostgresDialect(Dialect):
 
     def list_literal(self, items: list[str], element_type: str) -> str:
         return f"CAST(ARRAY[{', '.join(items)}] AS {element_type}[])"
+
+    def to_vector(self, items: str) -> str:
+        return f"CAST({items} AS vector)"
+
+    def vector_dot(self, a: str, b: str) -> str:
+        return f"-({a} <#> {b})"  # <#> is the negative inner product
 
     def map(self, items: str, body: str, element: str = "x", position: str = "p") -> str:
         # Position is always named: the subquery orders by it.
@@ -63,15 +70,6 @@ class PostgresDialect(Dialect):
 
     def temp_table(self, table: str) -> str:
         return f"pg_temp.{table}"
-
-    def create_table_as(self, table: str, query: str, temporary: bool = True) -> str:
-        # A temporary table is dropped by its schema: never a stored table of the same name.
-        old = self.temp_table(table) if temporary else table
-        return f"DROP TABLE IF EXISTS {old};\nCREATE {'TEMP ' if temporary else ''}TABLE {table} AS\n{query}"
-
-    def insert_rows(self, table: str, columns: list[str], query: str) -> str:
-        names = ", ".join(columns)
-        return f"INSERT INTO {table} ({names})\nSELECT {names} FROM (\n{query}\n) AS appended"
 
 
 POSTGRES = PostgresDialect()

@@ -25,8 +25,17 @@ if TYPE_CHECKING:
 # reads the last position alone and skips the head's work for the rest of a prompt.
 OUTPUT_ROWS_FROM = "onnx2sql_output_rows_from"
 
+# What the products of a program call, by (backend, kernel mode); pure SQL otherwise.
+KERNEL_NOTES = {
+    ("duckdb", "native"): "float32 products call onnx2sql_tile_matvec and onnx2sql_dot",
+    ("sqlite", "native"): "products with known matrices call onnx2sql_dot over float32 BLOB rows, "
+                          "from the SQLite extension",
+    ("postgres", "pgvector"): "products with known matrices through pgvector's <#>",
+}
+
 # What getvariable('s0') reads on each backend.
-SYMBOL_KINDS = {"duckdb": "DuckDB variables", "postgres": "settings onnx2sql.s0, .. (read by getvariable)"}
+SYMBOL_KINDS = {"duckdb": "DuckDB variables", "postgres": "settings onnx2sql.s0, .. (read by getvariable)",
+                "sqlite": "rows of the temporary table onnx2sql_symbols (name, value)"}
 
 
 @dataclass
@@ -87,8 +96,8 @@ class Program:
     def region_sql(self, k: int, comments: bool = False) -> str:
         region = self.regions[k]
         sink = self.statements[region.sink]
-        query = region_query(self.statements, region, comments)
         dialect = dialect_for(self.backend)
+        query = dialect.finish(region_query(self.statements, region, comments))
         if sink.appends:
             return dialect.insert_rows(quote_ident(sink.table), self._columns(sink.table), query)
         return dialect.create_table_as(quote_ident(sink.table), query)
@@ -114,9 +123,7 @@ class Program:
 
         lines = ["-- onnx2sql program. Layout: leading index columns i0.., chunk c, v = up to "
                  f"{self.chunk} elements of the last axis.",
-                 f"-- Kernels: {self.kernels} ("
-                 + ("float32 products call onnx2sql_tile_matvec and onnx2sql_dot" if self.kernels == "native"
-                    else "pure SQL") + ").",
+                 f"-- Kernels: {self.kernels} ({KERNEL_NOTES.get((self.backend, self.kernels), 'pure SQL')}).",
                  f"-- Weights: {self.weight_format}"
                  + (" (matrix products read int8 tiles with a float32 scale per 32 values through "
                     "onnx2sql_tile_matvec_q8)." if self.weight_format == "int8" else "."),

@@ -110,4 +110,9 @@ def double_type() -> str:
 def in_dialect(fragment: str) -> str:
     """A fragment written once with DuckDB's name of the float maths type (DOUBLE), in the
     dialect in use: the element expressions of ops are module constants."""
-    return fragment.replace("DOUBLE", double_type()) if current().double != "DOUBLE" else fragment
+    dialect = current()
+    if dialect.double == "DOUBLE":
+        return fragment
+    for special in ("-inf", "inf", "nan"):
+        fragment = fragment.replace(f"'{special}'::DOUBLE", dialect.special_float(special, dialect.double))
+    return fragment.replace("DOUBLE", dialect.double)

@@ -48,7 +48,7 @@ def lower_model(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK,
     with using(dialect):
         program = _lower(model, chunk, constants, append_in_place, kernels, weights)
         program.backend = backend
-        return program.finish(region_size)
+        return program.finish(min(region_size, dialect.max_region_size or region_size))
 
 
 def _lower(model: onnx.ModelProto, chunk: int, constants: Mapping[str, np.ndarray] | None,
@@ -58,9 +58,14 @@ def _lower(model: onnx.ModelProto, chunk: int, constants: Mapping[str, np.ndarra
     problems = find_unsupported(model)
     if problems:
         raise UnsupportedOpError(problems)
+    # A backend's vector kernel (pgvector, SQLite's extension) multiplies known matrices stored a
+    # whole row per table row; DuckDB's native kernels multiply tiles. Native kernels (DuckDB's,
+    # SQLite's) also take the dot products of computed tensors (attention).
+    vector_rows = kernels == current().vector_kernel
     ctx = LowerContext(chunk=chunk, graph_outputs=frozenset(out.name for out in graph.output),
                        sole_readers=_sole_readers(graph), append_in_place=append_in_place,
-                       native=kernels == "native", vector_rows=kernels == "pgvector", weight_format=weights)
+                       native=kernels == "native", vector_rows=vector_rows,
+                       weight_format=weights)
     values: dict[str, Value] = {}
     for init in graph.initializer:
         arr = initializer_array(init)

@@ -53,7 +53,8 @@ class WeightTable:
     first_tile: int = 0
     # Tiles stored as BLOBs, the form the native kernels multiply: "f32" (little-endian float32
     # rows) or "q8" (int8 rows with group scales, storage/quantize.py); "": lists of lists.
-    # "vector": not tiles but whole rows (chunk = the row's length) as pgvector vectors.
+    # "vector": not tiles but whole rows (chunk = the row's length) as the vectors of the backend's
+    # vector kernel (pgvector on PostgreSQL, float32 BLOBs on SQLite).
     blob: str = ""
 
     def stored_bytes(self) -> int:
@@ -239,8 +240,9 @@ class LowerContext:
         return self._weight_parts[key]
 
     def vector_rows_of(self, value: Known, transpose: bool) -> Runtime:
-        """A matrix (transposed first when asked) stored a whole row per table row, as pgvector
-        vectors: the layout in which PostgreSQL multiplies a row of A with every row at once."""
+        """A matrix (transposed first when asked) stored a whole row per table row, as the vectors
+        of the backend's vector kernel (pgvector's type, SQLite's float32 BLOBs): the layout in
+        which a row of A meets every row at once."""
         key = (id(value), f"vector{'T' if transpose else ''}")
         if key not in self._weight_cache:
             self._cached_values.append(value)
@@ -248,7 +250,7 @@ class LowerContext:
             rows = np.ascontiguousarray(arr.T if transpose else arr)
             table = self._new_name("w")
             out = Runtime(table, rows.dtype, as_shape(rows.shape))
-            note = "whole rows as pgvector vectors" + (" of the transpose" if transpose else "")
+            note = "whole rows as vectors" + (" of the transpose" if transpose else "")
             self.weights.append(WeightTable(table, rows, f"{note}; used by {self.node_label}",
                                             max(rows.shape[1], 1), blob="vector"))
             self._weight_cache[key] = out

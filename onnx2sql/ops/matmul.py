@@ -77,7 +77,7 @@ def product(ctx: LowerContext, a: Operand, bt: Operand, k: Dim, out_shape: Shape
     if static_value(k) == 0:
         return _zeros(out_shape, dtype)
     if _is_weight_matrix(bt.value) and np.dtype(dtype).kind == "f" and ctx.vector_rows:
-        return _product_with_vector_rows(ctx, a.rows(ctx), bt, out_shape, dtype)
+        return _product_with_vector_rows(ctx, a.rows(ctx), bt, out_shape, dtype, graph_output)
     if _is_weight_matrix(bt.value) and np.dtype(dtype).kind == "f" and current().nested_lists:
         return _product_with_weight_tiles(ctx, a.rows(ctx), bt, out_shape, dtype, graph_output)
     if _by_columns(ctx, bt, dtype):
@@ -140,12 +140,14 @@ def _product_with_weight_tiles(ctx: LowerContext, a_ref: TableRef, bt: Operand, 
 
 
 def _product_with_vector_rows(ctx: LowerContext, a_ref: TableRef, bt: Operand, out_shape: Shape,
-                              dtype: np.dtype) -> Value:
-    """A @ B for a known matrix B whose transpose is stored a row per output column as pgvector
-    vectors: each row of A, made a vector once, meets every row with pgvector's inner product."""
+                              dtype: np.dtype, graph_output: bool) -> Value:
+    """A @ B for a known matrix B whose transpose is stored a row per output column as vectors of
+    the backend's vector kernel: each row of A, made a vector once, meets every row in the kernel's
+    dot product (pgvector's inner product, SQLite's onnx2sql_dot)."""
     rows = ctx.table_ref(ctx.vector_rows_of(bt.value, transpose=bt.swap))
     k = int(static_value(bt.value.shape[0 if bt.swap else 1]))
-    return ctx.emit("matmul/vector_product.sql.j2", dtype, out_shape, a=a_ref, a_whole=k <= ctx.chunk, b=rows)
+    return ctx.emit("matmul/vector_product.sql.j2", dtype, out_shape, a=a_ref, a_whole=k <= ctx.chunk, b=rows,
+                    rows_from=OUTPUT_ROWS_FROM if graph_output and a_ref.lead >= 1 else None)
 
 
 def _batch_join(a: TableRef, bt: TableRef, batch: Shape) -> tuple[list[str], list[str]]:

@@ -72,3 +72,14 @@ def _write_cache(cache: Path, known: dict[str, dict]) -> None:
         os.replace(temporary, cache)
     except OSError:
         temporary.unlink(missing_ok=True)  # a read-only folder: the digest is computed next time too
+
+
+def digests_match(model: Path, stored: dict[str, str]) -> bool:
+    """Whether the digests stored beside a compiled model (model_sha256, external_data_sha256)
+    are those of its file and external data files now (each file read once)."""
+    data = json.loads(stored.get("external_data_sha256", "{}"))
+    try:
+        current = model_digests(model, sorted(data), None)
+    except FileNotFoundError:
+        return False  # an external data file it was compiled with is gone
+    return current.pop(model.name) == stored.get("model_sha256") and current == data

@@ -198,8 +198,8 @@ class Generator:
         self.logits = logits
         with using(self.dialect):
             table = quote_ident(logits.table)
-            self.greedy_sql = render("generate/greedy.sql.j2", N=self.program.chunk, logits=table)
-            self.sample_sql = render("generate/sample.sql.j2", N=self.program.chunk, logits=table)
+            self.greedy_sql = self.dialect.finish(render("generate/greedy.sql.j2", N=self.program.chunk, logits=table))
+            self.sample_sql = self.dialect.finish(render("generate/sample.sql.j2", N=self.program.chunk, logits=table))
         self.vocab_size = static_dim(logits.shape[-1])
 
     def close(self) -> None:

@@ -45,6 +45,17 @@ def resolve_kernels(mode: str | None) -> str:
     return "sql"
 
 
+def check_backend_flags(backend: str, kernels: str | None, weights: str | None) -> None:
+    """Refuse, by name, the kernel and weight flags a backend other than DuckDB cannot take."""
+    if backend == "duckdb":
+        return
+    if weights == "int8":
+        raise UsageError(f"--weights int8 is DuckDB's: backend {backend} stores fp32 weights")
+    if kernels == "native" and backend == "postgres":
+        raise UsageError("backend postgres multiplies through pgvector or in SQL: --kernels native is DuckDB's "
+                         "and SQLite's")
+
+
 def check_weight_format(weights: str) -> None:
     if weights not in WEIGHT_FORMATS:
         raise InputError(f"--weights must be one of {', '.join(WEIGHT_FORMATS)}, got {weights!r}")

@@ -18,7 +18,7 @@ from onnx2sql.api import FORMAT_VERSION, load_valid_model
 from onnx2sql.emit.program import Program
 from onnx2sql.emit.sql import quote_ident
 from onnx2sql.errors import UsageError
-from onnx2sql.runtime.fingerprint import model_digests
+from onnx2sql.runtime.fingerprint import digests_match, model_digests
 from onnx2sql.runtime.generate import Generator, Sampling
 from onnx2sql.runtime.postgres import PostgresDatabase
 from onnx2sql.runtime.postgres_session import PostgresSession, postgres_errors, postgres_kernels, \
@@ -40,23 +40,12 @@ def compiled_program(db: PostgresDatabase, model: Path, progress: bool = False, 
     wanted = None if kernels is None else postgres_kernels(db, kernels)
     schema = model_schema(model)
     stored = _stored_meta(db, schema)
-    if stored.get("format") == FORMAT_VERSION and _compiled_from(model, stored):
+    if stored.get("format") == FORMAT_VERSION and digests_match(model, stored):
         program = Program.from_json(stored["program"])
         if wanted is None or program.kernels == wanted:
             set_search_path(db, schema)
             return program
     return _compile_into(db, model, schema, progress, wanted or postgres_kernels(db, None))
-
-
-def _compiled_from(model: Path, stored: dict[str, str]) -> bool:
-    """Whether the stored digests are those of the model file and its external data files now
-    (each file read once)."""
-    data = json.loads(stored.get("external_data_sha256", "{}"))
-    try:
-        current = model_digests(model, sorted(data), None)
-    except FileNotFoundError:
-        return False  # an external data file it was compiled with is gone
-    return current.pop(model.name) == stored.get("model_sha256") and current == data
 
 
 def _stored_meta(db: PostgresDatabase, schema: str) -> dict[str, str]:

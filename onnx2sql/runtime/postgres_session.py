@@ -4,20 +4,16 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from importlib import resources
-from typing import Iterator, Mapping
+from typing import ContextManager, Iterator
 
-import numpy as np
 import psycopg
 
 from onnx2sql.dialects.postgres import POSTGRES
-from onnx2sql.emit.program import Program
 from onnx2sql.emit.sql import quote_ident
-from onnx2sql.errors import DatabaseError, ModelError, UsageError
+from onnx2sql.errors import DatabaseError, UsageError
 from onnx2sql.ops.context import WeightTable
 from onnx2sql.runtime.postgres import PostgresDatabase
-from onnx2sql.runtime.session import Session
-
-ROWS_TABLE = "onnx2sql_rows_read"  # a temporary table of the rows read_tensor is asked for
+from onnx2sql.runtime.session import DatabaseSession
 
 # Version of postgres_support.sql: a database holding an older one gets it again.
 SUPPORT_VERSION = 3
@@ -106,34 +102,11 @@ def write_weight(db: PostgresDatabase, weight: WeightTable, temporary: bool = Fa
         db.execute(f"CREATE INDEX ON {table} (i0)")
 
 
-class PostgresSession(Session):
+class PostgresSession(DatabaseSession):
     """Runs one Program compiled for PostgreSQL on one database; its weights must be there."""
 
-    def __init__(self, db: PostgresDatabase, program: Program):
-        if program.backend != "postgres":
-            raise ModelError(f"this program was compiled for {program.backend}, not postgres")
-        super().__init__(db, program)  # type: ignore[arg-type]
-        self.db = db
+    backend = "postgres"
+    display = "PostgreSQL"
 
-    def set_symbols(self, bindings: Mapping[str, int]) -> None:
-        self.db.set_symbols(bindings)
-
-    def write_feed(self, table: str, array: np.ndarray) -> None:
-        self.db.write_tensor(table, array, self.program.chunk, temporary=True)
-
-    def read_tensor(self, table: str, rank: int, shape: tuple[int, ...], dtype: np.dtype,
-                    where: str = "TRUE") -> np.ndarray:
-        if where == "TRUE":
-            return self.db.read_tensor(table, rank, shape, dtype)
-        # The matching rows, as a table of their own: read_tensor reads whole tables.
-        self.db.execute(POSTGRES.create_table_as(quote_ident(ROWS_TABLE),
-                                                 f"SELECT * FROM {quote_ident(table)} WHERE {where}"))
-        return self.db.read_tensor(ROWS_TABLE, rank, shape, dtype)
-
-    def execute(self, drop: bool = True) -> None:
-        with postgres_errors("PostgreSQL refused a statement of the program"):
-            super().execute(drop)
-
-    def drop_temporaries(self) -> None:
-        """Drop the tables of a run (feeds and computed tensors); weights stay."""
-        self.db.drop_temporaries()
+    def errors(self, what: str) -> ContextManager[None]:
+        return postgres_errors(what)

@@ -5,7 +5,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Mapping
+from typing import ContextManager, Mapping
 
 import duckdb
 import numpy as np
@@ -13,7 +13,7 @@ import numpy as np
 from onnx2sql.emit.dims import evaluate_dim, static_dim
 from onnx2sql.emit.program import Program
 from onnx2sql.emit.sql import quote_ident, quote_literal
-from onnx2sql.errors import InputError, ShapeError
+from onnx2sql.errors import InputError, ModelError, ShapeError
 from onnx2sql.storage.arrays import read_table, write_feed
 
 META_TABLE = "onnx2sql_meta"
@@ -74,9 +74,13 @@ class Session:
         self.con = con
         self.program = program
         if program.kernels == "native":
-            load_program_kernels(con)
+            self.load_kernels()
         self.trace = os.environ.get("ONNX2SQL_TRACE", "") not in ("", "0")
         self.bindings: dict[str, int] = {}  # symbol name -> value
+
+    def load_kernels(self) -> None:
+        """Make the native kernels a program compiled with --kernels native calls available."""
+        load_program_kernels(self.con)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One run: feeds in, every graph output out; temporary tables are dropped afterwards."""
@@ -172,6 +176,51 @@ class Session:
         ).fetchall()
         for (table,) in tables:
             self.con.execute(f"DROP TABLE IF EXISTS temp.main.{quote_ident(table)}")
+
+
+class DatabaseSession(Session):
+    """A Session on a database other than DuckDB, through onnx2sql's object for it (PostgreSQL's,
+    SQLite's), which writes and reads tensor tables, sets symbols and drops temporary tables.
+    Subclasses name their backend and turn its errors into DatabaseError."""
+
+    backend = ""
+    display = ""  # the database's name in messages
+    ROWS_TABLE = "onnx2sql_rows_read"  # a temporary table of the rows read_tensor is asked for
+
+    def __init__(self, db, program: Program):
+        if program.backend != self.backend:
+            raise ModelError(f"this program was compiled for {program.backend}, not {self.backend}")
+        self.db = db
+        super().__init__(db, program)  # type: ignore[arg-type]
+
+    def errors(self, what: str) -> ContextManager[None]:
+        """The database's errors as DatabaseError, their message after `what`."""
+        raise NotImplementedError
+
+    def set_symbols(self, bindings: Mapping[str, int]) -> None:
+        self.db.set_symbols(bindings)
+
+    def write_feed(self, table: str, array: np.ndarray) -> None:
+        self.db.write_tensor(table, array, self.program.chunk, temporary=True)
+
+    def read_tensor(self, table: str, rank: int, shape: tuple[int, ...], dtype: np.dtype,
+                    where: str = "TRUE") -> np.ndarray:
+        if where == "TRUE":
+            return self.db.read_tensor(table, rank, shape, dtype)
+        # The matching rows, as a table of their own: the database reads whole tables.
+        from onnx2sql.dialects import dialect_for
+
+        self.db.execute(dialect_for(self.backend).create_table_as(
+            quote_ident(self.ROWS_TABLE), f"SELECT * FROM {quote_ident(table)} WHERE {where}"))
+        return self.db.read_tensor(self.ROWS_TABLE, rank, shape, dtype)
+
+    def execute(self, drop: bool = True) -> None:
+        with self.errors(f"{self.display} refused a statement of the program"):
+            super().execute(drop)
+
+    def drop_temporaries(self) -> None:
+        """Drop the tables of a run (feeds and computed tensors); weights stay."""
+        self.db.drop_temporaries()
 
 
 def load_program_kernels(con: duckdb.DuckDBPyConnection) -> None:

@@ -236,3 +236,25 @@ def test_postgres_is_an_engine_of_the_same_run(tiny_llama3_dir: Path, postgres_u
                                                                           "all_agree": True}
     assert results["ratios"]["postgres/onnxruntime"]["decode_tokens_per_s"] > 0
     assert "MISMATCH" not in result.stdout
+
+
+@pytest.mark.sqlite
+def test_sqlite_engines_are_engines_of_the_same_run(tiny_llama3_dir: Path, tmp_path: Path) -> None:
+    """`--engines sqlite,sqlite-sql,onnxruntime`: SQLite's figures (with its kernels extension and in
+    pure SQL) beside onnxruntime's, their greedy tokens the same, alone and in a batch."""
+    result = subprocess.run(
+        [sys.executable, "-m", "onnx2sql", "bench", str(tiny_llama3_dir), "--engines", "sqlite,sqlite-sql,onnxruntime",
+         "--prompt-lens", "4", "--new-tokens", "3", "--repeats", "1", "--batch", "3", "--no-warmup",
+         "--out", str(tmp_path), "--plot", str(tmp_path)],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    for engine, kernels in (("sqlite", "native"), ("sqlite-sql", "sql")):
+        figures = results["engines"][engine]
+        assert figures["available"] and figures["decode_tokens_per_s"] > 0 and figures["ttft_s"]["4"] > 0
+        assert figures["kernels"] == kernels and figures["statements_per_step"] > 0
+        assert results["agreement"][f"{engine} vs onnxruntime"]["4"]["all_agree"]
+        assert results["batch_agreement"][f"{engine} vs onnxruntime"]["4"] == {"sequences": 3, "agreeing": 3,
+                                                                                "all_agree": True}
+        assert results["ratios"][f"{engine}/onnxruntime"]["decode_tokens_per_s"] > 0
+    assert "MISMATCH" not in result.stdout

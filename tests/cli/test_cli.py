@@ -97,6 +97,22 @@ def test_run_tiny_llama3_equals_onnxruntime(tiny_llama3_dir: Path, tmp_path: Pat
         np.testing.assert_allclose(got[name], want, rtol=1e-4, atol=1e-4, err_msg=name)
 
 
+@pytest.mark.sqlite
+@pytest.mark.parametrize("db", [None, "lite.sqlite"])
+def test_run_on_sqlite_equals_onnxruntime(tmp_path: Path, db: str | None) -> None:
+    """`onnx2sql run --backend sqlite [--db FILE]`: the MatMul-and-Tanh model in SQLite, in memory or
+    in temporary tables of a database file."""
+    model = _softmax_model(tmp_path / "m.onnx")
+    x = np.random.default_rng(0).standard_normal((2, 6)).astype(np.float32)
+    np.savez(tmp_path / "in.npz", x=x)
+    want = ort.InferenceSession(str(model)).run(None, {"x": x})[0]
+    flags = ["--db", str(tmp_path / db)] if db else []
+    result = cli("run", str(model), "--inputs", str(tmp_path / "in.npz"), "-o", str(tmp_path / "o.npz"),
+                 "--backend", "sqlite", *flags)
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "o.npz")["y"], want, rtol=1e-5, atol=1e-6)
+
+
 def test_run_on_postgres_equals_onnxruntime(tmp_path: Path, postgres_url: str) -> None:
     """`onnx2sql run --backend postgres --db URL`: the MatMul-and-Tanh model in a real PostgreSQL server."""
     model = _softmax_model(tmp_path / "m.onnx")
@@ -112,7 +128,7 @@ def test_run_on_postgres_equals_onnxruntime(tmp_path: Path, postgres_url: str) -
 @pytest.mark.parametrize(("flags", "message"), [
     (["--backend", "postgres"], "backend postgres needs a database: pass db= (--db) a postgresql:// URL"),
     (["--backend", "postgres", "--db", "postgresql://u@127.0.0.1:1/x", "--kernels", "native"],
-     "backend postgres runs pure SQL"),
+     "backend postgres multiplies through pgvector or in SQL"),
     (["--db", "postgresql://u@127.0.0.1:1/x"], "db= (--db) names a database of another backend"),
     (["--backend", "postgres", "--db", "postgresql://u@127.0.0.1:1/x"], "cannot connect to PostgreSQL at 127.0.0.1:1"),
 ])

@@ -51,3 +51,18 @@ def assert_same(got: dict[str, np.ndarray], want: dict[str, np.ndarray], tol: fl
     for name, value in want.items():
         assert got[name].shape == value.shape, name
         np.testing.assert_allclose(got[name], value, err_msg=name, rtol=tol, atol=tol)
+
+def prompt(batch: int, seq: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(3, 300, (batch, seq)).astype(np.int64)
+
+
+def greedy(model: Path, ids: np.ndarray, count: int, run) -> list[int]:
+    """`count` greedy tokens, each step feeding the previous step's presents back as the past."""
+    step, out_ids = feeds(model, ids), []
+    for _ in range(count):
+        outputs = run(step)
+        token = int(np.argmax(outputs["logits"][0, -1]))
+        out_ids.append(token)
+        mask = np.ones((1, step["attention_mask"].shape[1] + 1), dtype=np.int64)
+        step = feeds(model, np.array([[token]], dtype=np.int64), mask, presents_as_past(outputs))
+    return out_ids

@@ -10,15 +10,10 @@ import numpy as np
 import pytest
 
 import onnx2sql
-from decoder_feeds import assert_same, feeds, ort_outputs, presents_as_past
+from decoder_feeds import assert_same, feeds, greedy, ort_outputs, presents_as_past, prompt
 
 # A real PostgreSQL server; not run again by the pure-SQL pass of `make test` (no DuckDB kernels here).
 pytestmark = pytest.mark.postgres
-
-
-
-def prompt(batch: int, seq: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(3, 300, (batch, seq)).astype(np.int64)
 
 
 @pytest.mark.parametrize("kernels", ["pgvector", "sql"])
@@ -38,18 +33,6 @@ def test_decode_with_a_left_padded_batch(tiny_llama3_dir: Path, postgres_url: st
     past = presents_as_past(ort_outputs(model, first))
     step = feeds(model, prompt(2, 1, 4), np.concatenate([mask, np.ones((2, 1), np.int64)], axis=1), past)
     assert_same(onnx2sql.run(model, step, backend="postgres", db=postgres_url, chunk_size=16), ort_outputs(model, step))
-
-
-def greedy(model: Path, ids: np.ndarray, count: int, run) -> list[int]:
-    """`count` greedy tokens, each step feeding the previous step's presents back as the past."""
-    step, out_ids = feeds(model, ids), []
-    for _ in range(count):
-        outputs = run(step)
-        token = int(np.argmax(outputs["logits"][0, -1]))
-        out_ids.append(token)
-        mask = np.ones((1, step["attention_mask"].shape[1] + 1), dtype=np.int64)
-        step = feeds(model, np.array([[token]], dtype=np.int64), mask, presents_as_past(outputs))
-    return out_ids
 
 
 def test_greedy_tokens_are_onnxruntimes(tiny_llama3_dir: Path, postgres_url: str) -> None:

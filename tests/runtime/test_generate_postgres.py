@@ -1,19 +1,15 @@
-"""Generation with the model compiled into, and run in, a real PostgreSQL server: each sequence of
-a batch gets onnxruntime's greedy tokens (and logits), finished sequences leave the batch, seeded
-sampling is the same as on DuckDB, a model is compiled into the database once, and the command
-line takes --backend postgres."""
+"""Generation with the model compiled into, and run in, a real PostgreSQL server: a model is
+compiled into the database once, and the command line takes --backend postgres (the tokens of
+batches and sampling: test_generate_databases.py)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-import onnx2sql
 from onnx2sql.cli import main
 from onnx2sql.runtime.backends import open_generator
-from onnx2sql.runtime.generate import Generator, Sampling
 from onnx2sql.runtime.postgres import PostgresDatabase
 from onnx2sql.runtime.postgres_models import model_schema
 from ort_loop import ort_greedy
@@ -28,26 +24,6 @@ PROMPTS = [[315, 40, 41, 42], [315, 7], list(range(20, 45)), [9, 300, 12, 5, 77,
 def generator(tiny_llama3_dir: Path, postgres_url: str):
     with open_generator(tiny_llama3_dir, "postgres", db=postgres_url, progress=False) as gen:
         yield gen
-
-
-def test_each_sequence_gets_onnxruntimes_tokens_and_logits(generator, tiny_llama3_dir: Path) -> None:
-    steps: list[list[np.ndarray]] = []
-    limits = [2, 2, 3, 8]  # half the rows leave after step 2, and again after step 3
-    batch = generator.generate_batch_ids(PROMPTS, limits, on_logits=steps.append)
-    assert [len(g.token_ids) for g in batch.generations] == limits
-    for k, (prompt, result) in enumerate(zip(PROMPTS, batch.generations)):
-        want_tokens, want_rows = ort_greedy(tiny_llama3_dir, prompt, len(result.token_ids))
-        assert result.token_ids == want_tokens, f"sequence {k}"
-        for step, want in zip(steps, want_rows):
-            np.testing.assert_allclose(step[k], want, rtol=1e-3, atol=1e-3)
-
-
-def test_seeded_sampling_is_duckdbs(generator, tiny_llama3_dir: Path) -> None:
-    sampling = Sampling(temperature=1.5, top_k=50, top_p=0.95)
-    got = generator.generate_batch_ids(PROMPTS[:3], 8, sampling, seeds=[11, 12, 13])
-    with Generator(tiny_llama3_dir, progress=False) as duckdb_gen:
-        want = duckdb_gen.generate_batch_ids(PROMPTS[:3], 8, sampling, seeds=[11, 12, 13])
-    assert [g.token_ids for g in got.generations] == [g.token_ids for g in want.generations]
 
 
 def test_the_model_is_compiled_into_its_schema_once(tiny_llama3_dir: Path, postgres_url: str, generator) -> None:
@@ -74,7 +50,7 @@ def test_generate_command_on_postgres(tiny_llama3_dir: Path, postgres_url: str, 
     (["--backend", "postgres", "--db", "postgresql://u@127.0.0.1:1/x", "--memory-limit", "1GB"],
      "--memory-limit is DuckDB's"),
     (["--backend", "postgres", "--db", "postgresql://u@127.0.0.1:1/x", "--kernels", "native"],
-     "backend postgres runs pure SQL"),
+     "backend postgres multiplies through pgvector or in SQL"),
     (["--backend", "postgres", "--db", "postgresql://u@127.0.0.1:1/x"], "cannot connect to PostgreSQL at 127.0.0.1:1"),
 ])
 def test_generate_backend_errors(tiny_llama3_dir: Path, capsys, args: list[str], message: str) -> None:
