@@ -185,9 +185,14 @@ def metadata_footer(platform: str, c_api: tuple[int, int, int]) -> bytes:
 
 def build_key(target: Target) -> str:
     """Hash of everything the output depends on."""
-    digest = hashlib.sha256(json.dumps(asdict(target), sort_keys=True).encode())
+    return _sources_key(json.dumps(asdict(target), sort_keys=True), SOURCES)
+
+
+def _sources_key(target: str, sources: tuple[str, ...]) -> str:
+    """Hash of what an extension is built for (`target`), the flags, its sources and this script."""
+    digest = hashlib.sha256(target.encode())
     digest.update(" ".join(CFLAGS).encode())
-    for name in (*SOURCES, *LOCAL_HEADERS, "build.py"):
+    for name in (*sources, *LOCAL_HEADERS, "build.py"):
         digest.update((KERNELS_DIR / name).read_bytes())
     return digest.hexdigest()
 
@@ -224,7 +229,8 @@ def build(build_dir: Path = BUILD_DIR, force: bool = False, quiet: bool = True) 
         compiler = find_compiler()
         include_dir = fetch_headers(version, build_dir, quiet)
         target = Target(version, platform, c_api_version(include_dir / "duckdb_extension.h"), compiler)
-        if not force and _up_to_date(out, stamp, build_key(target)):
+        key = build_key(target)
+        if not force and _up_to_date(out, stamp, key):
             return out
         # Written beside the output and renamed over it: a reader never sees a half-written file.
         partial = out.with_name(out.name + ".partial")
@@ -232,7 +238,7 @@ def build(build_dir: Path = BUILD_DIR, force: bool = False, quiet: bool = True) 
         with open(partial, "ab") as fh:
             fh.write(metadata_footer(platform, target.c_api))
         os.replace(partial, out)
-        stamp.write_text(build_key(target))
+        stamp.write_text(key)
         if not quiet:
             print(f"built {out} (duckdb {version}, C API v{'.'.join(map(str, target.c_api))}, {platform})",
                   file=sys.stderr)
@@ -253,10 +259,7 @@ def build_sqlite(build_dir: Path = BUILD_DIR, force: bool = False, quiet: bool =
     stamp = build_dir / f"{SQLITE_EXTENSION_NAME}.stamp"
     with build_lock(build_dir):
         compiler = find_compiler()
-        digest = hashlib.sha256(" ".join((*compiler, *CFLAGS)).encode())
-        for name in (*SQLITE_SOURCES, *LOCAL_HEADERS, "build.py"):
-            digest.update((KERNELS_DIR / name).read_bytes())
-        key = digest.hexdigest()
+        key = _sources_key(" ".join(compiler), SQLITE_SOURCES)
         if not force and _up_to_date(out, stamp, key):
             return out
         partial = out.with_name(out.name + ".partial")

@@ -132,41 +132,43 @@ def run(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray],
 
 def _run_elsewhere(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray], chunk: int,
                    region_size: int, backend: str, db: str | None, kernels: str | None) -> dict[str, np.ndarray]:
-    """run() on a backend other than DuckDB (an ONNX model; the program is pure SQL)."""
+    """run() on a backend other than DuckDB (an ONNX model; its weights as temporary tables)."""
     from onnx2sql.dialects import dialect_for
-    from onnx2sql.runtime.postgres import PostgresDatabase
-    from onnx2sql.runtime.postgres_session import PostgresSession, postgres_errors, postgres_kernels, \
-        prepare_database, write_weight
 
     dialect_for(backend)  # an unknown name is refused first
-    if backend == "sqlite":
-        return _run_on_sqlite(model, feeds, chunk, region_size, db, kernels)
-    if not db:
+    if backend == "postgres" and not db:
         raise UsageError(f"backend {backend} needs a database: pass db= (--db) a postgresql:// URL")
     if isinstance(model, (str, Path)) and Path(model).is_dir():
         raise UsageError(f"backend {backend} runs an ONNX model file; a compiled folder is a DuckDB database")
     proto, _ = load_valid_model(model)
     _check_feed_sizes(feeds, _fixed_axes(proto))
     check_index_feeds(feeds, index_bounds(proto))
+    if backend == "sqlite":
+        return _run_on_sqlite(proto, feeds, chunk, region_size, db, kernels)
+    return _run_on_postgres(proto, feeds, chunk, region_size, db, kernels)
+
+
+def _run_on_postgres(proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray], chunk: int, region_size: int,
+                     db: str, kernels: str | None) -> dict[str, np.ndarray]:
+    """run() in the PostgreSQL database at the URL `db`, in temporary tables."""
+    from onnx2sql.runtime.postgres import PostgresDatabase
+    from onnx2sql.runtime.postgres_session import PostgresSession, postgres_errors, postgres_kernels, \
+        prepare_database, write_weight
+
     with PostgresDatabase.connect(db) as database, postgres_errors():
         prepare_database(database)
         mode = postgres_kernels(database, kernels)
-        program, feeds = _lower_for_feeds(proto, chunk, feeds, region_size, kernels=mode, backend=backend)
+        program, feeds = _lower_for_feeds(proto, chunk, feeds, region_size, kernels=mode, backend="postgres")
         for weight in program.weights:
             write_weight(database, weight, temporary=True)
         return PostgresSession(database, program).run(feeds)
 
 
-def _run_on_sqlite(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray], chunk: int,
-                   region_size: int, db: str | None, kernels: str | None) -> dict[str, np.ndarray]:
-    """run() on SQLite: in memory, or in the database file `db` (its weights as temporary tables)."""
+def _run_on_sqlite(proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray], chunk: int, region_size: int,
+                   db: str | None, kernels: str | None) -> dict[str, np.ndarray]:
+    """run() on SQLite: in memory, or in temporary tables of the database file `db`."""
     from onnx2sql.runtime.sqlite import SqliteDatabase, SqliteSession, sqlite_errors, sqlite_kernels
 
-    if isinstance(model, (str, Path)) and Path(model).is_dir():
-        raise UsageError("backend sqlite runs an ONNX model file; a compiled folder is a DuckDB database")
-    proto, _ = load_valid_model(model)
-    _check_feed_sizes(feeds, _fixed_axes(proto))
-    check_index_feeds(feeds, index_bounds(proto))
     with SqliteDatabase.connect(db) as database, sqlite_errors():
         mode = sqlite_kernels(database, kernels)
         program, feeds = _lower_for_feeds(proto, chunk, feeds, region_size, kernels=mode, backend="sqlite")

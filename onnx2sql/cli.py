@@ -156,7 +156,8 @@ def _kernels_flag(p: argparse.ArgumentParser, note: str = "") -> None:
     p.add_argument("--kernels", choices=KERNEL_MODES + ("pgvector",), default=None,
                    help=f"{note}native: float32 products call the DuckDB extension built from kernels/; sql: pure "
                         "SQL; auto (the default): native where it builds and loads; with --backend postgres, "
-                        "pgvector (the default where the extension is there) or sql; with --backend sqlite, sql")
+                        "pgvector (the default where the extension is there) or sql; with --backend sqlite, native is "
+                        "the SQLite extension built from kernels/")
 
 
 def _weights_flag(p: argparse.ArgumentParser, note: str = "") -> None:

@@ -23,7 +23,7 @@ from onnx2sql.emit.sql import quote_ident, render
 from onnx2sql.errors import InputError, UsageError
 from onnx2sql.runtime.batching import grown, left_padded, positions
 from onnx2sql.runtime.kernel_mode import check_weight_format, requested_mode, resolve_weights
-from onnx2sql.runtime.session import CountingConnection, Session
+from onnx2sql.runtime.session import CountingConnection, DatabaseSession, Session
 from onnx2sql.runtime.text import ModelFolder
 from onnx2sql.sizes import parse_size
 from onnx2sql.storage.folders import private_temp_dir, recover_interrupted_replace, remove_dead_owners, \
@@ -418,6 +418,39 @@ class Generator:
         for present, past in self.cache_renames:
             self.con.execute(f"DROP TABLE IF EXISTS {self.dialect.temp_table(quote_ident(past))}")
             self.con.execute(f"ALTER TABLE {self.dialect.temp_table(quote_ident(present))} RENAME TO {quote_ident(past)}")
+
+
+class DatabaseGenerator(Generator):
+    """A Generator whose model is compiled into, and runs in, a database other than DuckDB; each
+    step runs in a session of `session_class`, whose errors come out as DatabaseError."""
+
+    session_class: type[DatabaseSession]
+
+    def _attach(self, database, compiled: Callable[[], Program], what: str) -> None:
+        """Take the program `compiled()` finds or compiles in the open `database` (its errors named
+        after `what`) and prepare generation there; the database is closed when that fails."""
+        self.memory_limited = False
+        self.spill_dir = None
+        self.con = None
+        try:
+            with self.session_class.errors(what):
+                self.program = compiled()
+            self.con = CountingConnection(database)  # type: ignore[arg-type]
+            self._prepare_program()
+        except BaseException:
+            database.close()
+            raise
+
+    def _new_session(self) -> DatabaseSession:
+        return self.session_class(self.con, self.program)
+
+    def _choose(self, position: int, sampling: Sampling, rngs: list[np.random.Generator | None]) -> list[int]:
+        with self.session_class.errors(f"{self.session_class.display} refused choosing the next token"):
+            return super()._choose(position, sampling, rngs)
+
+    def _keep_cache_rows(self, keep: list[int]) -> None:
+        with self.session_class.errors(self.session_class.display):
+            super()._keep_cache_rows(keep)
 
 
 def _present_to_past(program: Program) -> dict[str, str]:

@@ -11,7 +11,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import psycopg
 
 from onnx2sql.api import FORMAT_VERSION, load_valid_model
@@ -19,11 +18,11 @@ from onnx2sql.emit.program import Program
 from onnx2sql.emit.sql import quote_ident
 from onnx2sql.errors import UsageError
 from onnx2sql.runtime.fingerprint import digests_match, model_digests
-from onnx2sql.runtime.generate import Generator, Sampling
+from onnx2sql.runtime.generate import DatabaseGenerator
 from onnx2sql.runtime.postgres import PostgresDatabase
-from onnx2sql.runtime.postgres_session import PostgresSession, postgres_errors, postgres_kernels, \
+from onnx2sql.runtime.postgres_session import PostgresSession, postgres_kernels, \
     prepare_database, set_search_path, write_weight
-from onnx2sql.runtime.session import CountingConnection, META_TABLE
+from onnx2sql.runtime.session import META_TABLE
 from onnx2sql.runtime.text import ModelFolder
 
 
@@ -82,8 +81,11 @@ def _compile_into(db: PostgresDatabase, model: Path, schema: str, progress: bool
     return program
 
 
-class PostgresGenerator(Generator):
+class PostgresGenerator(DatabaseGenerator):
     """A Generator whose model is compiled into, and runs in, a PostgreSQL database."""
+
+    session_class = PostgresSession
+    database_errors = (psycopg.Error,)
 
     def __init__(self, model_dir: str | Path, db: str, progress: bool = True, kernels: str | None = None):
         if not db:
@@ -91,28 +93,5 @@ class PostgresGenerator(Generator):
         self.folder = ModelFolder.open(model_dir)
         self.model = self.folder.path / "model.onnx"
         self.db_path = None
-        self.memory_limited = False
-        self.spill_dir = None
-        self.con = None
         database = PostgresDatabase.connect(db)
-        try:
-            with postgres_errors():
-                self.program = compiled_program(database, self.model, progress, kernels)
-            self.con = CountingConnection(database)  # type: ignore[arg-type]
-            self._prepare_program()
-        except BaseException:
-            database.close()
-            raise
-
-    def _new_session(self) -> PostgresSession:
-        return PostgresSession(self.con, self.program)  # type: ignore[arg-type]
-
-    database_errors = (psycopg.Error,)
-
-    def _choose(self, position: int, sampling: Sampling, rngs: list[np.random.Generator | None]) -> list[int]:
-        with postgres_errors("PostgreSQL refused choosing the next token"):
-            return super()._choose(position, sampling, rngs)
-
-    def _keep_cache_rows(self, keep: list[int]) -> None:
-        with postgres_errors():
-            super()._keep_cache_rows(keep)
+        self._attach(database, lambda: compiled_program(database, self.model, progress, kernels), "PostgreSQL")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from importlib import resources
-from typing import ContextManager, Iterator
+from typing import Iterator
 
 import psycopg
 
@@ -108,5 +108,4 @@ class PostgresSession(DatabaseSession):
     backend = "postgres"
     display = "PostgreSQL"
 
-    def errors(self, what: str) -> ContextManager[None]:
-        return postgres_errors(what)
+    errors = staticmethod(postgres_errors)

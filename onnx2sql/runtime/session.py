@@ -193,7 +193,8 @@ class DatabaseSession(Session):
         self.db = db
         super().__init__(db, program)  # type: ignore[arg-type]
 
-    def errors(self, what: str) -> ContextManager[None]:
+    @staticmethod
+    def errors(what: str) -> ContextManager[None]:
         """The database's errors as DatabaseError, their message after `what`."""
         raise NotImplementedError
 

@@ -12,7 +12,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import ContextManager, Iterator, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -86,14 +86,8 @@ class SqliteDatabase:
             raise InputError(f"chunk must be at least 1, not {chunk}")
         arr = np.asarray(array)
         arr = arr.reshape(1) if arr.ndim == 0 else arr
-        columns = [f"i{k}" for k in range(arr.ndim - 1)] + ["c"]
-        name = (f"temp.{quote_ident(table)}" if temporary else quote_ident(table))
-        definitions = ", ".join(f"{c} INTEGER" for c in columns) + ", v TEXT"
-        insert = f"INSERT INTO {name} VALUES ({', '.join('?' * (len(columns) + 1))})"
-        with self.connection:  # one transaction
-            self.execute(f"DROP TABLE IF EXISTS {name}")
-            self.execute(f"CREATE {'TEMP ' if temporary else ''}TABLE {quote_ident(table)} ({definitions})")
-            self.connection.cursor().executemany(insert, _chunk_rows(arr, chunk))
+        columns = [f"i{k} INTEGER" for k in range(arr.ndim - 1)] + ["c INTEGER", "v TEXT"]
+        self._replace_table(table, columns, _chunk_rows(arr, chunk), temporary)
 
     def write_weight(self, weight: WeightTable, temporary: bool = False) -> None:
         """A weight table in its layout: chunked JSON arrays indexed on i0 (which a Gather looks rows
@@ -104,14 +98,18 @@ class SqliteDatabase:
                 index = quote_ident(weight.table + "_i0")
                 self.execute(f"CREATE INDEX {'temp.' if temporary else ''}{index} ON {quote_ident(weight.table)} (i0)")
             return
-        name = f"temp.{quote_ident(weight.table)}" if temporary else quote_ident(weight.table)
         rows = np.ascontiguousarray(weight.array, dtype="<f4")
+        self._replace_table(weight.table, ["i0 INTEGER PRIMARY KEY", "c INTEGER", "v BLOB"],
+                            ((i, 0, row.tobytes()) for i, row in enumerate(rows)), temporary)
+
+    def _replace_table(self, table: str, columns: list[str], rows: Iterable[tuple], temporary: bool) -> None:
+        """(Re)creates `table` with the column definitions `columns` and the `rows`, in one
+        transaction: when loading fails, the table it replaces is still there."""
+        name = f"temp.{quote_ident(table)}" if temporary else quote_ident(table)
         with self.connection:
             self.execute(f"DROP TABLE IF EXISTS {name}")
-            self.execute(f"CREATE {'TEMP ' if temporary else ''}TABLE {quote_ident(weight.table)} "
-                         "(i0 INTEGER PRIMARY KEY, c INTEGER, v BLOB)")
-            self.connection.cursor().executemany(f"INSERT INTO {name} VALUES (?, 0, ?)",
-                                                 ((i, row.tobytes()) for i, row in enumerate(rows)))
+            self.execute(f"CREATE {'TEMP ' if temporary else ''}TABLE {quote_ident(table)} ({', '.join(columns)})")
+            self.connection.cursor().executemany(f"INSERT INTO {name} VALUES ({', '.join('?' * len(columns))})", rows)
 
     def read_tensor(self, table: str, rank: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """The tensor table `table` of a rank-`rank` tensor back into an array of `shape` and
@@ -244,8 +242,7 @@ class SqliteSession(DatabaseSession):
     backend = "sqlite"
     display = "SQLite"
 
-    def errors(self, what: str) -> ContextManager[None]:
-        return sqlite_errors(what)
+    errors = staticmethod(sqlite_errors)
 
     def load_kernels(self) -> None:
         try:

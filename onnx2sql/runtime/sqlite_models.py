@@ -11,16 +11,14 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from onnx2sql.api import FORMAT_VERSION, load_valid_model
 from onnx2sql.emit.program import Program
 from onnx2sql.emit.sql import quote_ident
 from onnx2sql.errors import InputError
 from onnx2sql.runtime.fingerprint import digests_match, model_digests
-from onnx2sql.runtime.generate import Generator, Sampling
-from onnx2sql.runtime.session import CountingConnection, META_TABLE
-from onnx2sql.runtime.sqlite import SqliteDatabase, SqliteSession, _import_apsw, sqlite_errors, sqlite_kernels
+from onnx2sql.runtime.generate import DatabaseGenerator
+from onnx2sql.runtime.session import META_TABLE
+from onnx2sql.runtime.sqlite import SqliteDatabase, SqliteSession, _import_apsw, sqlite_kernels
 from onnx2sql.runtime.text import ModelFolder
 
 
@@ -89,8 +87,10 @@ def _drop_stored_model(db: SqliteDatabase, stored: dict[str, str]) -> None:
     db.execute(f"DROP TABLE main.{quote_ident(META_TABLE)}")
 
 
-class SqliteGenerator(Generator):
+class SqliteGenerator(DatabaseGenerator):
     """A Generator whose model is compiled into, and runs in, a SQLite database file."""
+
+    session_class = SqliteSession
 
     def __init__(self, model_dir: str | Path, db: str | Path | None = None, progress: bool = True,
                  kernels: str | None = None):
@@ -101,30 +101,10 @@ class SqliteGenerator(Generator):
         if own:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.db_path = path
-        self.memory_limited = False
-        self.spill_dir = None
-        self.con = None
         database = SqliteDatabase.connect(path)
-        try:
-            with sqlite_errors(f"SQLite database {str(path)!r}"):
-                self.program = compiled_program(database, self.model, str(path), progress, kernels, own=own)
-            self.con = CountingConnection(database)  # type: ignore[arg-type]
-            self._prepare_program()
-        except BaseException:
-            database.close()
-            raise
-
-    def _new_session(self) -> SqliteSession:
-        return SqliteSession(self.con, self.program)  # type: ignore[arg-type]
+        self._attach(database, lambda: compiled_program(database, self.model, str(path), progress, kernels, own=own),
+                     f"SQLite database {str(path)!r}")
 
     @property
     def database_errors(self) -> tuple[type[Exception], ...]:  # type: ignore[override]
         return (_import_apsw().Error,)
-
-    def _choose(self, position: int, sampling: Sampling, rngs: list[np.random.Generator | None]) -> list[int]:
-        with sqlite_errors("SQLite refused choosing the next token"):
-            return super()._choose(position, sampling, rngs)
-
-    def _keep_cache_rows(self, keep: list[int]) -> None:
-        with sqlite_errors():
-            super()._keep_cache_rows(keep)
