@@ -194,8 +194,8 @@ class SqliteEngine(GeneratorEngine):
 
 
 class SqliteSqlEngine(SqliteEngine):
-    """onnx2sql in SQLite in pure SQL (JSON arrays, products as joins of json_each), from a
-    database file of its own beside the benchmark's results."""
+    """onnx2sql in SQLite in pure SQL (JSON arrays, products walking one list and looking up the
+    other's elements), from a database file of its own beside the benchmark's results."""
 
     name = "sqlite-sql"
 

@@ -4,10 +4,11 @@ Templates and lowerings write one SQL text. Most of it is the same on every back
 joins, windows, CASE, array subscripts v[p] (1-based), and the functions the runtime names after
 DuckDB's (list_sum, list_max, list_dot_product, getvariable, ...), which a backend without them
 defines in its support library (dialects/postgres_support.sql) or expands, with the subscripts,
-when a query is finished (SQLite, which has neither arrays nor CREATE FUNCTION: dialects/sqlite.py). Where the syntax itself differs (lambdas over lists, list
-literals, list aggregates and concatenation, table-valued ranges and literal rows, exploding
-lists into rows, integer division, element type names, statements that replace a table) the
-text comes from the Dialect in use, one fragment method each.
+when a query is finished (SQLite, which has neither arrays nor CREATE FUNCTION:
+dialects/sqlite.py). Where the syntax itself differs (lambdas over lists, list literals, list
+aggregates and concatenation, table-valued ranges and literal rows, exploding lists into rows,
+integer division, element type names, statements that replace a table) the text comes from the
+Dialect in use, one fragment method each.
 
 The dialect in use is set for the duration of a lowering (`using`), so that the many small
 renderers of ops need no extra parameter; `current()` is DuckDB outside any lowering.
@@ -32,8 +33,8 @@ class Dialect:
     # Whether a column can hold a list of lists (a matrix in one value): the tile layout of known
     # matrices and the by-columns product read them. Without it, products read chunked rows.
     nested_lists = True
-    # What can do the arithmetic of products besides plain SQL ("sql"): DuckDB's native kernels
-    # (kernels/), PostgreSQL's pgvector.
+    # What can do the arithmetic of products besides plain SQL ("sql"): the native kernels
+    # (kernels/, as DuckDB's and SQLite's extensions), PostgreSQL's pgvector.
     kernel_modes: tuple[str, ...] = ("native", "sql")
     # The most statements one region may join (None: as many as asked for). A database that
     # computes a CTE again at each reference runs one op per statement.
