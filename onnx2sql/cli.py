@@ -44,7 +44,8 @@ def _compile_elsewhere(args: argparse.Namespace) -> int:
     """compile --backend sqlite or postgres: the model into the database file, or into its own
     schema of the PostgreSQL database, at --db."""
     if not args.db:
-        what = "a database file" if args.backend == "sqlite" else "a postgresql:// connection URL"
+        what = {"sqlite": "a database file", "spark": "a folder for the Parquet weights"}.get(
+            args.backend, "a postgresql:// connection URL")
         raise UsageError(f"--backend {args.backend} needs --db, {what}")
     if args.output is not None:
         raise UsageError(f"-o is for DuckDB; --backend {args.backend} compiles into the database at --db")
@@ -54,6 +55,8 @@ def _compile_elsewhere(args: argparse.Namespace) -> int:
     model = Path(args.model)
     if args.backend == "sqlite":
         return _compile_into_sqlite(model, args)
+    if args.backend == "spark":
+        return _compile_for_spark(model, args)
     from onnx2sql.runtime.postgres import PostgresDatabase
     from onnx2sql.runtime.postgres_models import compiled_program, model_schema
     from onnx2sql.runtime.postgres_session import postgres_errors
@@ -74,13 +77,23 @@ def _compile_into_sqlite(model: Path, args: argparse.Namespace) -> int:
     return 0
 
 
+def _compile_for_spark(model: Path, args: argparse.Namespace) -> int:
+    from onnx2sql.runtime.kernel_mode import check_backend_flags
+    from onnx2sql.runtime.spark_models import compiled_folder
+
+    check_backend_flags("spark", args.kernels, args.weights)
+    compiled_folder(model, Path(args.db), progress=not args.quiet)
+    print(f"{args.db} (kernels sql)")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from onnx2sql.api import check_outputs_path, load_feeds, run, save_outputs
 
     check_outputs_path(Path(args.output))  # before any work: a wrong name is a usage error
     feeds = load_feeds(Path(args.inputs))
     outputs = run(args.model, feeds, chunk_size=args.chunk_size, kernels=args.kernels, weights=args.weights,
-                  backend=args.backend, db=args.db)
+                  backend=args.backend, db=args.db, spark_master=args.spark_master)
     save_outputs(outputs, Path(args.output))
     for name, value in outputs.items():
         print(f"{name}: {value.dtype} {list(value.shape)}")
@@ -103,7 +116,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError(f"{'-o' if args.output is not None else '--batch'} goes with --prompts-file")
     stream = None if args.json else _write_now
     with open_generator(args.model_dir, args.backend, db=args.db, memory_limit=args.memory_limit,
-                        progress=not args.json, kernels=args.kernels, weights=args.weights) as gen:
+                        progress=not args.json, kernels=args.kernels, weights=args.weights,
+                        spark_master=args.spark_master) as gen:
         result = gen.generate(args.prompt, args.max_new_tokens, sampling, chat=args.chat, on_text=stream)
     if args.json:
         print(json.dumps(result.as_json(), ensure_ascii=False))
@@ -126,7 +140,8 @@ def _generate_file(args: argparse.Namespace, sampling) -> int:
     out = Path(args.output)
     lines = generate_file(
         lambda: open_generator(args.model_dir, args.backend, db=args.db, memory_limit=args.memory_limit,
-                               progress=True, kernels=args.kernels, weights=args.weights),
+                               progress=True, kernels=args.kernels, weights=args.weights,
+                               spark_master=args.spark_master),
         Path(args.prompts_file), out, DEFAULT_BATCH if args.batch is None else args.batch, args.max_new_tokens,
         sampling, args.chat, on_batch=lambda k, n, done: print(describe_batch(k, n, done), file=sys.stderr))
     print(f"[{len(lines)} results written to {out}]", file=sys.stderr)
@@ -150,6 +165,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
     report = check_model(args.model)
     print(format_report(args.model, report))
     return 0 if report.ok else 1
+
+
+def _spark_master_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--spark-master", default=None,
+                   help="with --backend spark: the master URL (default local[2]; spark://host:7077 for a cluster)")
 
 
 def _kernels_flag(p: argparse.ArgumentParser, note: str = "") -> None:
@@ -195,9 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     _weights_flag(p)
     p.add_argument("--backend", choices=BACKENDS, default="duckdb",
                    help="the database to compile for (duckdb: files in -o; sqlite: the database file --db; "
-                        "postgres: into the database at --db)")
+                        "postgres: into the database at --db; spark: Parquet weights in the folder --db)")
     p.add_argument("--db", default=None, help="with --backend sqlite: a database file; with --backend postgres: "
-                                              "a postgresql:// connection URL")
+                                              "a postgresql:// connection URL; with --backend spark: a folder")
     p.set_defaults(func=_cmd_compile)
 
     p = sub.add_parser("check", help="list the model's ops and input types onnx2sql supports and those it does not")
@@ -212,9 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     _kernels_flag(p, "when compiling a .onnx; ")
     _weights_flag(p, "when compiling a .onnx; ")
     p.add_argument("--backend", choices=BACKENDS, default="duckdb",
-                   help="the database that runs the model (duckdb and sqlite: embedded; postgres: needs --db)")
+                   help="the database that runs the model (duckdb and sqlite: embedded; postgres: needs --db; "
+                        "spark: local[2] or --spark-master)")
     p.add_argument("--db", default=None, help="with --backend sqlite: a database file (default: in memory); "
                                               "with --backend postgres: a postgresql:// connection URL")
+    _spark_master_flag(p)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("generate", help="generate text with every multiply done in DuckDB")
@@ -234,9 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chat", action="store_true", help="apply the tokenizer's chat template")
     p.add_argument("--memory-limit", default=None, help="DuckDB memory limit, e.g. 300MB")
     p.add_argument("--backend", choices=BACKENDS, default="duckdb",
-                   help="the database that runs the model (duckdb and sqlite: embedded; postgres: needs --db)")
+                   help="the database that runs the model (duckdb and sqlite: embedded; postgres: needs --db; "
+                        "spark: local[2] or --spark-master)")
     p.add_argument("--db", default=None, help="compiled DuckDB or SQLite database (default MODEL_DIR/sql/model.duckdb "
-                                              "or MODEL_DIR/sqlite/model.sqlite), or with --backend postgres a postgresql:// URL")
+                                              "or MODEL_DIR/sqlite/model.sqlite), with --backend postgres a postgresql:// "
+                                              "URL, with --backend spark a folder of Parquet weights (default "
+                                              "MODEL_DIR/spark)")
+    _spark_master_flag(p)
     p.add_argument("--json", action="store_true", help="print one JSON line instead of streaming text")
     _kernels_flag(p, "default: the compiled database's, or auto when compiling; ")
     _weights_flag(p, "default: the compiled database's, or fp32 when compiling; ")
@@ -247,8 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engines", default="duckdb,duckdb-sql,duckdb-int8,onnxruntime,llama.cpp,llama.cpp-q8_0",
                    help="comma-separated engines to run (duckdb: native kernels; duckdb-sql: pure SQL; duckdb-int8: "
                         "int8 weight tiles; sqlite: SQLite with its kernels extension; sqlite-sql: SQLite in pure "
-                        "SQL; postgres: PostgreSQL with pgvector; onnxruntime; llama.cpp: F32; llama.cpp-q8_0: "
-                        "llama.cpp's Q8_0)")
+                        "SQL; postgres: PostgreSQL with pgvector; spark: a local Spark, pure SQL; onnxruntime; llama.cpp: F32; "
+                        "llama.cpp-q8_0: llama.cpp's Q8_0)")
     p.add_argument("--prompt-lens", default="16,128", help="comma-separated prompt lengths in tokens")
     p.add_argument("--new-tokens", type=int, default=32, help="tokens generated per run")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per engine and prompt length")
@@ -261,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cap-timeout", type=float, default=900.0, help="seconds a capped run may take")
     p.add_argument("--batch", type=int, default=None,
                    help="also generate this many different prompts at once per prompt length (aggregate decode "
-                        "tokens/s; engines that batch: the DuckDB ones and onnxruntime)")
+                        "tokens/s; engines that batch: the database engines and onnxruntime)")
     p.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up run of each engine")
     p.add_argument("--out", default=None, help="JSON results file or folder (default MODEL_DIR/bench/results.json)")
     p.add_argument("--plot", default=None, help="PNG chart file or folder (default: next to --out)")

@@ -77,3 +77,13 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def postgres_url(postgres_server) -> str:
     return postgres_server.url
+
+
+@pytest.fixture(scope="session")
+def spark_session():
+    """The tests' local Spark (local[2]), started once and stopped at the end of the session."""
+    from onnx2sql.runtime.spark import start_spark
+
+    spark = start_spark()
+    yield spark
+    spark.stop()

@@ -241,6 +241,31 @@ class PostgresEngine(GeneratorEngine):
             self.server.stop()
 
 
+class SparkEngine(GeneratorEngine):
+    """onnx2sql in a local Spark (local[2], pure SQL), from the model folder's own folder of Parquet
+    weights (MODEL_DIR/spark)."""
+
+    name = "spark"
+
+    def folder(self) -> Path:
+        from onnx2sql.runtime.spark_models import default_spark_folder
+
+        return default_spark_folder(self.model_dir)
+
+    def setup(self) -> str:
+        from onnx2sql.runtime.spark_models import META_FILE, SparkGenerator
+
+        kind = "load" if (self.folder() / META_FILE).is_file() else "compile"
+        self.generator = SparkGenerator(self.model_dir, self.folder(), progress=True)
+        return kind
+
+    def describe(self) -> dict[str, Any]:
+        return {"kernels": "sql", "weights": "fp32"}
+
+    def disk_files(self) -> list[Path]:
+        return sorted(self.folder().glob("weights/*.parquet"))
+
+
 class StepEngine(Engine):
     """An engine driven one step at a time from Python: the greedy loop and its timing live here."""
 
@@ -379,5 +404,5 @@ class LlamaCppQ8Engine(LlamaCppEngine):
 
 
 ENGINES: dict[str, type[Engine]] = {e.name: e for e in (DuckDBEngine, DuckDBSqlEngine, DuckDBInt8Engine,
-                                                        SqliteEngine, SqliteSqlEngine, PostgresEngine,
+                                                        SqliteEngine, SqliteSqlEngine, PostgresEngine, SparkEngine,
                                                         OnnxRuntimeEngine, LlamaCppEngine, LlamaCppQ8Engine)}

@@ -523,7 +523,7 @@ def add_multiply_add_rate(figures: dict[str, Any], elements_per_token: int) -> N
 
 
 # The engines whose figures are given as ratios over onnxruntime's.
-DATABASE_ENGINES = ("duckdb", "duckdb-sql", "sqlite", "sqlite-sql", "postgres")
+DATABASE_ENGINES = ("duckdb", "duckdb-sql", "sqlite", "sqlite-sql", "postgres", "spark")
 
 
 def ratios(engines: dict[str, dict[str, Any]], a: str, b: str) -> dict[str, Any]:

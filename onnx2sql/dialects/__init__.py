@@ -181,7 +181,7 @@ def using(dialect: Dialect) -> Iterator[Dialect]:
         _CURRENT.reset(token)
 
 
-BACKENDS = ("duckdb", "sqlite", "postgres")
+BACKENDS = ("duckdb", "sqlite", "postgres", "spark")
 
 
 def dialect_for(backend: str) -> Dialect:
@@ -198,4 +198,8 @@ def dialect_for(backend: str) -> Dialect:
         from onnx2sql.dialects.sqlite import SQLITE
 
         return SQLITE
+    if backend == "spark":
+        from onnx2sql.dialects.spark import SPARK
+
+        return SPARK
     raise ModelError(f"backend {backend!r} is not known; choose one of {', '.join(BACKENDS)}")

@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from onnx2sql.dialects import Dialect
+from onnx2sql.dialects.text_pass import TextPass
 
 # The temporary table symbols live in (name, value); the runtime fills it before each run.
 SYMBOLS_TABLE = "onnx2sql_symbols"
@@ -181,158 +182,11 @@ MACROS: dict[str, Callable[[list[str]], str]] = {
 
 def expand(sql: str) -> str:
     """`sql` with the calls of MACROS expanded and subscripts v[p] (1-based) read as JSON elements."""
-    return _Expander(sql).run()
+    return TextPass(MACROS, _json_element).run(sql)
 
 
-class _Expander:
-    """One left-to-right pass over SQL text that copies string literals, quoted names and comments
-    as they are, expands macro calls (their arguments first) and rewrites subscripts, which apply
-    to the primary just before them (a name, a quoted name or a parenthesised expression)."""
-
-    def __init__(self, sql: str) -> None:
-        self.sql = sql
-        self.at = 0
-        self.out: list[str] = []
-        self.primary = -1  # index in out where the last complete primary starts
-        self.opens: list[tuple[int, int]] = []  # for each open paren: its index, and its primary start
-
-    def run(self) -> str:
-        sql, n = self.sql, len(self.sql)
-        while self.at < n:
-            ch = sql[self.at]
-            if ch in "'\"":
-                end = _quoted_end(sql, self.at)
-                self._emit(sql[self.at:end], primary=ch == '"')
-                self.at = end
-            elif sql.startswith("--", self.at):
-                end = sql.find("\n", self.at)
-                end = n if end < 0 else end
-                self._emit(sql[self.at:end], primary=False, keep=True)
-                self.at = end
-            elif ch.isalpha() or ch == "_":
-                self._name()
-            elif ch == "(":
-                start = self.primary if self._after_name() else len(self.out)
-                self.opens.append((len(self.out), start))
-                self._emit("(", primary=False)
-                self.at += 1
-            elif ch == ")":
-                self._emit(")", primary=False)
-                self.primary = self.opens.pop()[1] if self.opens else -1
-                self.at += 1
-            elif ch == "[":
-                self._subscript()
-            else:
-                self._emit(ch, primary=False, keep=ch.isspace() or ch == ".")
-                self.at += 1
-        return "".join(self.out)
-
-    def _name(self) -> None:
-        sql, start = self.sql, self.at
-        end = start
-        while end < len(sql) and (sql[end].isalnum() or sql[end] in "_$"):
-            end += 1
-        name = sql[start:end]
-        after = end
-        while after < len(sql) and sql[after] == " ":
-            after += 1
-        macro = MACROS.get(name.lower())
-        if macro is not None and after < len(sql) and sql[after] == "(":
-            close = _matching(sql, after, "(", ")")
-            args = [expand(a) for a in _split_arguments(sql[after + 1:close])]
-            self._emit(macro(args), primary=True)
-            self.at = close + 1
-            return
-        self._emit(name, primary=True)
-        self.at = end
-
-    def _subscript(self) -> None:
-        close = _matching(self.sql, self.at, "[", "]")
-        index = expand(self.sql[self.at + 1:close])
-        start = self.primary if self.primary >= 0 else len(self.out)
-        target = "".join(self.out[start:])
-        del self.out[start:]
-        self._emit(f"({target} ->> CAST(({index}) - 1 AS INTEGER))", primary=True)
-        self.at = close + 1
-
-    def _after_name(self) -> bool:
-        """Whether the last token is a function's name (a call's primary starts at the name)."""
-        last = self.out[-1] if self.out else ""
-        return (last[:1].isalpha() or last[:1] == "_") and last.upper() not in _KEYWORDS
-
-    def _emit(self, text: str, primary: bool, keep: bool = False) -> None:
-        """Append `text`; a primary starts there (unless it continues a dotted name), and any other
-        token but whitespace and dots ends the last primary."""
-        if primary:
-            chained = bool(self.out) and self.out[-1] == "." and self.primary >= 0
-            if not chained:
-                self.primary = len(self.out)
-        elif not keep:
-            self.primary = -1
-        self.out.append(text)
-
-
-_KEYWORDS = {"AND", "OR", "NOT", "IN", "AS", "EXISTS", "VALUES", "SELECT", "FROM", "WHERE", "ON", "THEN",
-             "ELSE", "WHEN", "CASE", "BY", "JOIN", "IS", "LIKE", "USING", "OVER", "FILTER"}
-
-
-def _quoted_end(sql: str, at: int) -> int:
-    """The index after the quoted text starting at `at` (doubled quotes stay inside)."""
-    quote = sql[at]
-    k = at + 1
-    while True:
-        k = sql.find(quote, k)
-        if k < 0:
-            raise ValueError(f"unterminated {quote} in SQL")
-        if sql.startswith(quote * 2, k):
-            k += 2
-            continue
-        return k + 1
-
-
-def _matching(sql: str, at: int, open_: str, close: str) -> int:
-    """The index of the bracket closing the one at `at`, skipping quoted text and comments."""
-    depth = 0
-    k = at
-    while k < len(sql):
-        ch = sql[k]
-        if ch in "'\"":
-            k = _quoted_end(sql, k)
-            continue
-        if sql.startswith("--", k):
-            end = sql.find("\n", k)
-            k = len(sql) if end < 0 else end
-            continue
-        if ch == open_:
-            depth += 1
-        elif ch == close:
-            depth -= 1
-            if depth == 0:
-                return k
-        k += 1
-    raise ValueError(f"unbalanced {open_} in SQL")
-
-
-def _split_arguments(text: str) -> list[str]:
-    """Top-level comma-separated arguments of a call."""
-    args, depth, start, k = [], 0, 0, 0
-    while k < len(text):
-        ch = text[k]
-        if ch in "'\"":
-            k = _quoted_end(text, k)
-            continue
-        if ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            args.append(text[start:k].strip())
-            start = k + 1
-        k += 1
-    last = text[start:].strip()
-    if last or args:
-        args.append(last)
-    return args
+def _json_element(target: str, index: str) -> str:
+    return f"({target} ->> CAST(({index}) - 1 AS INTEGER))"
 
 
 SQLITE = SqliteDialect()

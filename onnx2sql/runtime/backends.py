@@ -1,5 +1,5 @@
-"""Opening a model for generation on the backend asked for (DuckDB, the embedded default, SQLite
-or PostgreSQL), with the flags that only one of them takes refused by name."""
+"""Opening a model for generation on the backend asked for (DuckDB, the embedded default, SQLite,
+PostgreSQL or Spark), with the flags that only one of them takes refused by name."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,10 +12,13 @@ from onnx2sql.runtime.kernel_mode import check_backend_flags
 
 def open_generator(model_dir: str | Path, backend: str = "duckdb", db: str | Path | None = None,
                    memory_limit: str | None = None, progress: bool = True, kernels: str | None = None,
-                   weights: str | None = None) -> Generator:
+                   weights: str | None = None, spark_master: str | None = None) -> Generator:
     """A Generator for `model_dir` on `backend`; `db` is DuckDB's or SQLite's database file (the
-    model folder's own when None) or PostgreSQL's URL."""
+    model folder's own when None), PostgreSQL's URL or Spark's folder of Parquet weights;
+    `spark_master` the Spark master URL (local[2] when None)."""
     dialect_for(backend)  # an unknown backend is refused by name
+    if spark_master is not None and backend != "spark":
+        raise UsageError(f"--spark-master is for --backend spark, not {backend}")
     if backend == "duckdb":
         return Generator(model_dir, db=db, memory_limit=memory_limit, progress=progress, kernels=kernels,
                          weights=weights)
@@ -26,6 +29,10 @@ def open_generator(model_dir: str | Path, backend: str = "duckdb", db: str | Pat
         from onnx2sql.runtime.sqlite_models import SqliteGenerator
 
         return SqliteGenerator(model_dir, db, progress=progress, kernels=kernels)
+    if backend == "spark":
+        from onnx2sql.runtime.spark_models import SparkGenerator
+
+        return SparkGenerator(model_dir, db, spark_master, progress=progress)
     from onnx2sql.runtime.postgres_models import PostgresGenerator
 
     return PostgresGenerator(model_dir, str(db) if db else "", progress=progress, kernels=kernels)

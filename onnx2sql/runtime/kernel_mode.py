@@ -54,6 +54,8 @@ def check_backend_flags(backend: str, kernels: str | None, weights: str | None) 
     if kernels == "native" and backend == "postgres":
         raise UsageError("backend postgres multiplies through pgvector or in SQL: --kernels native is DuckDB's "
                          "and SQLite's")
+    if backend == "spark" and kernels not in (None, "auto", "sql"):
+        raise UsageError(f"backend spark runs pure SQL: --kernels {kernels} is not available there")
 
 
 def check_weight_format(weights: str) -> None:

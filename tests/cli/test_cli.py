@@ -125,7 +125,32 @@ def test_run_on_postgres_equals_onnxruntime(tmp_path: Path, postgres_url: str) -
     np.testing.assert_allclose(np.load(tmp_path / "o.npz")["y"], want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.spark
+def test_run_on_spark_equals_onnxruntime(tmp_path: Path) -> None:
+    """`onnx2sql run --backend spark`: the MatMul-and-Tanh model in a local Spark of its own."""
+    model = _softmax_model(tmp_path / "m.onnx")
+    x = np.random.default_rng(0).standard_normal((2, 6)).astype(np.float32)
+    np.savez(tmp_path / "in.npz", x=x)
+    want = ort.InferenceSession(str(model)).run(None, {"x": x})[0]
+    result = cli("run", str(model), "--inputs", str(tmp_path / "in.npz"), "-o", str(tmp_path / "o.npz"),
+                 "--backend", "spark", "--spark-master", "local[1]")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "o.npz")["y"], want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.spark
+def test_a_spark_master_that_cannot_be_reached_is_named(tmp_path: Path) -> None:
+    model = _softmax_model(tmp_path / "m.onnx")
+    np.savez(tmp_path / "in.npz", x=np.zeros((2, 6), dtype=np.float32))
+    result = cli("run", str(model), "--inputs", str(tmp_path / "in.npz"), "-o", str(tmp_path / "o.npz"),
+                 "--backend", "spark", "--spark-master", "nowhere://x")
+    assert result.returncode == 1
+    assert "cannot start Spark on --spark-master 'nowhere://x'" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "o.npz").exists()
+
+
 @pytest.mark.parametrize(("flags", "message"), [
+    (["--spark-master", "local[1]"], "--spark-master is for --backend spark, not duckdb"),
     (["--backend", "postgres"], "backend postgres needs a database: pass db= (--db) a postgresql:// URL"),
     (["--backend", "postgres", "--db", "postgresql://u@127.0.0.1:1/x", "--kernels", "native"],
      "backend postgres multiplies through pgvector or in SQL"),

@@ -1,0 +1,345 @@
+"""Spark SQL as a runtime (backend "spark"): a local Spark (`local[2]`) or any master URL.
+
+A tensor table is a temporary view with the columns i0.., c and v, an array of up to `chunk`
+elements. Weights are Parquet files that every worker reads (a folder on shared storage for a
+cluster); feeds are made from Python rows. A region's view is lazy: Spark keeps its plan, with
+the plans of the views it reads captured when it is defined, and runs it when something reads
+it. A view that several later regions read is computed once and kept
+(`localCheckpoint`), which also cuts the plans that read it short. The KV cache grows as the
+union of each step's new rows, each computed once: no step copies the past.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+
+from onnx2sql.dialects.spark import SPARK, SPARK_NAMES, VARIABLE_PREFIX, backticks
+from onnx2sql.emit.program import OUTPUT_ROWS_FROM, Program
+from onnx2sql.errors import DatabaseError, InputError, ShapeError
+from onnx2sql.emit.regions import region_reads
+from onnx2sql.runtime.session import DatabaseSession
+
+DEFAULT_MASTER = "local[2]"
+# Spark runs with DuckDB's semantics where they differ (a subscript out of range is NULL, not an
+# error); no web UI on a shared machine; few shuffle partitions for tensors of kilobytes to
+# megabytes (the default, 200, makes a task per partition of every GROUP BY).
+SPARK_CONF = {
+    "spark.sql.ansi.enabled": "false",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.shuffle.partitions": "4",
+    "spark.sql.adaptive.coalescePartitions.enabled": "true",
+    # A region's statement nests tens of CTEs: its analysis takes more than the default 100 passes.
+    "spark.sql.analyzer.maxIterations": "1000",
+    "spark.sql.optimizer.maxIterations": "1000",
+}
+LOG_CONFIG = Path(__file__).with_name("spark_log4j2.properties")
+_VIEW = re.compile(r"CREATE OR REPLACE TEMPORARY VIEW (`(?:[^`]|``)+`) AS\n")
+_INSERT = re.compile(r"INSERT INTO (`(?:[^`]|``)+`)\n")
+
+# Element types of tensor columns, by numpy dtype.
+_SPARK_TYPES = {"float32": "float", "float64": "double", "int64": "long", "int32": "integer", "int16": "short",
+                "int8": "byte", "uint8": "short", "uint16": "integer", "uint32": "long", "bool": "boolean"}
+
+
+def _import_pyspark():
+    try:
+        import pyspark  # noqa: F401
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise InputError("backend spark needs pyspark: pip install 'onnx2sql[spark]'") from None
+    return SparkSession
+
+
+def _spark_error_types() -> tuple[type[BaseException], ...]:
+    from py4j.protocol import Py4JError
+    from pyspark.errors import PySparkException
+
+    return (PySparkException, Py4JError)
+
+
+def first_line(exc: BaseException) -> str:
+    """The message of a Spark error without its JVM stack."""
+    java = getattr(exc, "java_exception", None)
+    text = (str(java.toString()) if java is not None else str(exc)).strip()
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__
+
+
+@contextmanager
+def spark_errors(what: str = "Spark") -> Iterator[None]:
+    """Spark's errors as onnx2sql's DatabaseError, their first line after `what`."""
+    _import_pyspark()
+    try:
+        yield
+    except _spark_error_types() as exc:
+        raise DatabaseError(f"{what}: {first_line(exc)}") from exc
+
+
+def start_spark(master: str = DEFAULT_MASTER):
+    """The process's Spark session on `master`: started when there is none, started again when
+    the running one has another master."""
+    SparkSession = _import_pyspark()
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        raise InputError("backend spark needs Java 17 or newer: apt-get install openjdk-17-jre-headless "
+                         "(or set JAVA_HOME)")
+    active = SparkSession.getActiveSession()
+    if active is not None and active.sparkContext.master != master:
+        active.stop()
+    builder = SparkSession.builder.master(master).appName("onnx2sql")
+    # Read when the driver's JVM starts: no log lines on the terminal, before or after.
+    builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j.configurationFile={LOG_CONFIG.as_uri()}")
+    for key, value in SPARK_CONF.items():
+        builder = builder.config(key, value)
+    try:
+        with _jvm_stderr_discarded():
+            spark = builder.getOrCreate()
+    except _spark_error_types() as exc:
+        raise InputError(f"cannot start Spark on --spark-master {master!r}: {first_line(exc)} (a master URL is "
+                         "local[N] or spark://host:port)") from None
+    # Errors come back as exceptions, with their message; Spark's own log of them would repeat it.
+    spark.sparkContext.setLogLevel("OFF")
+    for key, value in SPARK_CONF.items():  # a session that was running already gets them too
+        if not key.startswith("spark.ui"):
+            spark.conf.set(key, value)
+    return spark
+
+
+@contextmanager
+def _jvm_stderr_discarded() -> Iterator[None]:
+    """The JVM that starts meanwhile writes its stderr to /dev/null: it prints notes on its start
+    (incubator modules, log levels) whatever the log configuration says. Its errors reach onnx2sql
+    as exceptions."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class _Rows:
+    """The result of a statement: a query's rows are collected when fetched."""
+
+    def __init__(self, frame) -> None:
+        self.frame = frame
+
+    def fetchall(self) -> list[tuple]:
+        return [] if self.frame is None else [tuple(row) for row in self.frame.collect()]
+
+
+class SparkDatabase:
+    """Temporary views of one Spark session, with the tensor-table I/O of onnx2sql."""
+
+    def __init__(self, spark) -> None:
+        self.spark = spark
+        self.views: set[str] = set()  # views of runs (feeds and computed tensors)
+        self.kept: set[str] = set()  # views of weights, which stay
+        self.pieces: dict[str, list] = {}  # a table appended to: its rows, step by step
+        self.materialised: frozenset[str] = frozenset()  # views computed once and kept
+        self.declared: set[str] = set()
+
+    @classmethod
+    def connect(cls, master: str | None = None) -> SparkDatabase:
+        return cls(start_spark(master or DEFAULT_MASTER))
+
+    # ------------------------------------------------------------------ statements
+    def execute(self, query: str, params: Sequence[object] | Mapping[str, object] | None = None) -> _Rows:
+        """Runs one statement. The program's own (a view of a region, rows appended to the KV
+        cache) run through DataFrames, so that a view keeps the plans it read when defined."""
+        sql = SPARK_NAMES.run(query)
+        args = dict(params) if isinstance(params, Mapping) else None
+        view = _VIEW.match(sql)
+        if view:
+            self._define(_unquote(view[1]), sql[view.end():], args)
+            return _Rows(None)
+        insert = _INSERT.match(sql)
+        if insert:
+            self._append(_unquote(insert[1]), sql[insert.end():], args)
+            return _Rows(None)
+        return _Rows(self.spark.sql(sql, args=args))
+
+    def fetchall(self, query: str, params: Mapping[str, object] | None = None) -> list[tuple]:
+        return self.execute(query, params).fetchall()
+
+    def _define(self, name: str, query: str, args: dict | None) -> None:
+        frame = self.spark.sql(query, args=args)
+        # A view defined from itself (the KV cache's rows renumbered) must not read its own name.
+        if name in self.materialised or backticks(name) in query:
+            frame = frame.localCheckpoint()
+        self._register(name, frame)
+
+    def _append(self, name: str, query: str, args: dict | None) -> None:
+        new_rows = self.spark.sql(query, args=args).localCheckpoint()
+        pieces = self.pieces.get(name) or [self.spark.table(name).localCheckpoint()]
+        self._register(name, _union([*pieces, new_rows]))
+        self.pieces[name] = [*pieces, new_rows]
+
+    def _register(self, name: str, frame) -> None:
+        """`frame` as the view `name`; the rows a later append adds to start from it."""
+        frame.createOrReplaceTempView(name)
+        self.views.add(name)
+        self.pieces[name] = [frame]
+
+    # ------------------------------------------------------------------ tensors
+    def write_tensor(self, table: str, array: np.ndarray, chunk: int, temporary: bool = True) -> None:
+        """(Re)defines the view `table` as the chunked tensor table of `array`."""
+        from pyspark.sql.types import ArrayType, StructField, StructType, _parse_datatype_string
+
+        if chunk < 1:
+            raise InputError(f"chunk must be at least 1, not {chunk}")
+        arr = np.asarray(array)
+        arr = arr.reshape(1) if arr.ndim == 0 else arr
+        element = _parse_datatype_string(_SPARK_TYPES[arr.dtype.name]) if arr.dtype.name in _SPARK_TYPES else None
+        if element is None:
+            raise InputError(f"element type {arr.dtype.name} is not supported on spark")
+        from pyspark.sql.types import LongType
+
+        fields = [StructField(f"i{k}", LongType()) for k in range(arr.ndim - 1)]
+        fields += [StructField("c", LongType()), StructField("v", ArrayType(element))]
+        frame = self.spark.createDataFrame(list(_chunk_rows(arr, chunk)), StructType(fields))
+        self._register(table, frame)
+
+    def register_parquet(self, table: str, path: Path) -> None:
+        """A weight table from its Parquet file; it stays for every run."""
+        self.spark.read.parquet(str(path)).createOrReplaceTempView(table)
+        self.kept.add(table)
+
+    def read_tensor(self, table: str, rank: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """The tensor table `table` back into an array of `shape` and `dtype`; checks that every
+        element is there. A null element reads as NaN."""
+        order = [f"i{k}" for k in range(rank - 1)] + ["c"]
+        rows = self.spark.table(table).orderBy(*order).select("v").collect()
+        pieces = [np.array([np.nan if x is None else x for x in row[0]]) for row in rows if row[0] is not None]
+        flat = np.concatenate(pieces) if pieces else np.zeros(0)
+        expected = int(np.prod(shape, dtype=np.int64))
+        if flat.size != expected:
+            raise ShapeError(f"table {table} holds {flat.size} elements, shape {list(shape)} needs {expected}")
+        return flat.astype(dtype).reshape(shape)
+
+    def set_symbols(self, bindings: Mapping[str, int]) -> None:
+        """The symbols as session variables, which getvariable() reads."""
+        for name, value in bindings.items():
+            variable = backticks(VARIABLE_PREFIX + name)
+            if name not in self.declared:
+                self.spark.sql(f"DECLARE OR REPLACE VARIABLE {variable} BIGINT DEFAULT NULL")
+                self.declared.add(name)
+            self.spark.sql(f"SET VARIABLE {variable} = {int(value)}")
+
+    def declare(self, names: Sequence[str]) -> None:
+        """Symbols a program may read before they are set (NULL until then, as in DuckDB)."""
+        for name in names:
+            if name not in self.declared:
+                self.spark.sql(f"DECLARE OR REPLACE VARIABLE {backticks(VARIABLE_PREFIX + name)} "
+                               "BIGINT DEFAULT NULL")
+                self.declared.add(name)
+
+    def drop_temporaries(self) -> None:
+        """Drops the views of runs; the weights' stay."""
+        for name in sorted(self.views - self.kept):
+            self.spark.catalog.dropTempView(name)
+        self.views.clear()
+        self.pieces.clear()
+
+    def close(self) -> None:
+        """Drops this database's views; the process's Spark keeps running for the next."""
+        try:
+            self.drop_temporaries()
+            for name in sorted(self.kept):
+                self.spark.catalog.dropTempView(name)
+            self.kept.clear()
+        except _spark_error_types():
+            pass
+
+    def __enter__(self) -> SparkDatabase:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _union(pieces: list):
+    whole = pieces[0]
+    for piece in pieces[1:]:
+        whole = whole.unionByName(piece)
+    return whole
+
+
+def _unquote(name: str) -> str:
+    return name[1:-1].replace("``", "`")
+
+
+def _chunk_rows(arr: np.ndarray, chunk: int) -> Iterator[tuple]:
+    """(i0, .., c, list) for each chunk of each last-axis row of `arr`; none when it is empty."""
+    if arr.size == 0:
+        return
+    last = arr.shape[-1]
+    rows = arr.reshape(-1, last)
+    lead_shape = arr.shape[:-1]
+    for r, row in enumerate(rows.tolist()):
+        lead = tuple(int(i) for i in np.unravel_index(r, lead_shape)) if lead_shape else ()
+        for c in range(0, last, chunk):
+            yield (*lead, c // chunk, row[c:c + chunk])
+
+
+def write_parquet_weight(array: np.ndarray, chunk: int, path: Path) -> None:
+    """A weight's chunked table as a Parquet file, written by DuckDB (fast, and no pyarrow)."""
+    import duckdb
+
+    from onnx2sql.storage.arrays import write_feed
+
+    con = duckdb.connect()
+    try:
+        write_feed(con, "w", array, chunk)
+        con.execute(f"COPY w TO {SPARK.quote_literal(str(path))} (FORMAT parquet)")
+    finally:
+        con.close()
+
+
+def materialised_tables(program: Program) -> frozenset[str]:
+    """The tables a run computes once and keeps: those several regions read. A graph output is
+    computed when it is read (once, by Python or by the statement choosing the next token)."""
+    readers: dict[str, int] = {}
+    for region in program.regions:
+        for table in region_reads(program.statements, region):
+            readers[table] = readers.get(table, 0) + 1
+    return frozenset(t for t, count in readers.items() if count > 1)
+
+
+class SparkSqlSession(DatabaseSession):
+    """Runs one Program compiled for Spark in one Spark session; its weights must be there."""
+
+    backend = "spark"
+    display = "Spark"
+
+    errors = staticmethod(spark_errors)
+
+    def __init__(self, db, program: Program):
+        super().__init__(db, program)
+        self.db.materialised = materialised_tables(program)
+        self.db.declare([OUTPUT_ROWS_FROM])
+
+    def load_kernels(self) -> None:
+        raise InputError("backend spark runs pure SQL (--kernels sql)")
+
+    def execute(self, drop: bool = True) -> None:
+        # A lazy view reads the views it was defined from: none is dropped before the run ends.
+        super().execute(drop=False)
+
+
+def print_spark_note() -> None:
+    print("onnx2sql: starting Spark (about 10 s)", file=sys.stderr)

@@ -1,0 +1,148 @@
+"""Models compiled for Spark: a folder of Parquet weight files and the program, and generation there.
+
+The folder (MODEL_DIR/spark, or --db FOLDER, on storage every worker of a cluster can read) holds
+`weights/<table>.parquet` and `meta.json`: the program, the model's path and digests. A model
+whose file changed is compiled again; a folder holding another model is refused unless it is the
+model folder's own. A compile writes a new folder beside the old and swaps it in whole, so an
+interrupted compile leaves the previous one.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from onnx2sql.api import FORMAT_VERSION, load_valid_model
+from onnx2sql.emit.program import Program
+from onnx2sql.emit.sql import quote_ident
+from onnx2sql.errors import InputError
+from onnx2sql.runtime.fingerprint import digests_match, model_digests
+from onnx2sql.runtime.generate import DatabaseGenerator
+from onnx2sql.runtime.spark import SparkDatabase, SparkSqlSession, _spark_error_types, spark_errors, \
+    write_parquet_weight
+from onnx2sql.runtime.text import ModelFolder
+
+META_FILE = "meta.json"
+WEIGHTS = "weights"
+
+
+def default_spark_folder(model_dir: Path) -> Path:
+    """The model folder's own Spark folder (beside sql/, which DuckDB's compile owns)."""
+    return model_dir / "spark"
+
+
+def compiled_folder(model: Path, folder: Path, progress: bool = False, own: bool = False) -> Program:
+    """The program of `model` compiled into `folder`: the stored one when it was compiled from the
+    model's current content by this version of onnx2sql; else compiled and stored now. A folder of
+    another model is compiled again only when it is `own` (the model folder's)."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--db {str(folder)!r} is a file; backend spark takes a folder for its Parquet weights")
+    stored = _stored_meta(folder)
+    same_model = stored.get("model_path") == str(model.resolve())
+    if folder.is_dir() and any(folder.iterdir()) and not stored and not own:
+        raise InputError(f"{str(folder)!r} is not empty and holds no compiled model: name an empty or new folder")
+    if stored and not same_model and not own:
+        raise InputError(f"{str(folder)!r} holds the model {stored.get('model_path')!r}, not {str(model)!r}: "
+                         "name another --db")
+    if same_model and stored.get("format") == FORMAT_VERSION and digests_match(model, stored):
+        return Program.from_json(stored["program"])
+    return _compile_into(model, folder, progress)
+
+
+def _stored_meta(folder: Path) -> dict[str, str]:
+    path = folder / META_FILE
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{str(path)!r} cannot be read ({exc}): compile into another folder") from None
+    return meta if isinstance(meta, dict) else {}
+
+
+def _compile_into(model: Path, folder: Path, progress: bool) -> Program:
+    """Lower the model for Spark and write its folder, swapped in whole when complete."""
+    from onnx2sql.graph.visitor import lower_model
+
+    proto, data_files = load_valid_model(model)
+    program = lower_model(proto, backend="spark", kernels="sql")
+    digests = model_digests(model, data_files, None)
+    meta = {"format": FORMAT_VERSION, "program": program.to_json(), "model_path": str(model.resolve()),
+            "model_sha256": digests.pop(model.name), "external_data_sha256": json.dumps(digests)}
+    staging = folder.with_name(folder.name + ".compiling")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / WEIGHTS).mkdir(parents=True)
+    try:
+        for k, weight in enumerate(program.weights):
+            if progress:
+                print(f"\ronnx2sql: writing Parquet weights {k + 1}/{len(program.weights)}", end="",
+                      file=sys.stderr, flush=True)
+            write_parquet_weight(weight.array, weight.chunk, staging / WEIGHTS / f"{weight.table}.parquet")
+        (staging / META_FILE).write_text(json.dumps(meta))
+        old = folder.with_name(folder.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            folder.rename(old)
+        staging.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if progress and program.weights:
+        print(file=sys.stderr)
+    return program
+
+
+def register_weights(database: SparkDatabase, folder: Path) -> None:
+    """Every weight file of the folder as the view its name gives (the program names the tables;
+    the stored program does not list them)."""
+    for path in sorted((folder / WEIGHTS).glob("*.parquet")):
+        database.register_parquet(path.stem, path)
+
+
+class SparkGenerator(DatabaseGenerator):
+    """A Generator whose model is compiled into a folder of Parquet files and runs in Spark."""
+
+    session_class = SparkSqlSession
+
+    def __init__(self, model_dir: str | Path, db: str | Path | None = None, master: str | None = None,
+                 progress: bool = True, kernels: str | None = None):
+        self.folder = ModelFolder.open(model_dir)
+        self.model = self.folder.path / "model.onnx"
+        path = Path(db) if db else default_spark_folder(self.folder.path)
+        own = path.resolve() == default_spark_folder(self.folder.path).resolve()
+        self.db_path = path
+        program = compiled_folder(self.model, path, progress, own=own)
+        if progress:
+            print("onnx2sql: starting Spark", file=sys.stderr)
+        database = SparkDatabase.connect(master)
+
+        def weights_registered() -> Program:
+            register_weights(database, path)
+            return program
+
+        self._attach(database, weights_registered, f"Spark ({database.spark.sparkContext.master})")
+
+    @property
+    def database_errors(self) -> tuple[type[Exception], ...]:  # type: ignore[override]
+        return _spark_error_types()  # type: ignore[return-value]
+
+    def _keep_cache_rows(self, keep: list[int]) -> None:
+        """Only batch rows `keep` stay in the KV cache, renumbered 0, 1, ... in that order: views
+        cannot be updated, so each cache view is defined again from the rows kept."""
+        renumber = " ".join(f"WHEN {int(old)} THEN {new}" for new, old in enumerate(keep))
+        kept = ", ".join(str(int(r)) for r in keep)
+        with spark_errors("Spark"):
+            for spec in self.program.inputs:
+                if spec.table not in self.cache_tables:
+                    continue
+                rest = [f"i{k}" for k in range(1, len(spec.shape) - 1)] + ["c", "v"]
+                table = quote_ident(spec.table)
+                self.con.execute(self.dialect.create_table_as(table, (
+                    f"SELECT CASE i0 {renumber} END AS i0, {', '.join(rest)} FROM {table} WHERE i0 IN ({kept})")))
+
+    def _promote_presents(self) -> None:
+        """present.* views become the next step's past_key_values.* views."""
+        for present, past in self.cache_renames:
+            self.con.execute(self.dialect.create_table_as(quote_ident(past), f"SELECT * FROM {quote_ident(present)}"))
