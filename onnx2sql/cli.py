@@ -108,9 +108,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     sampling.check()  # before the model is opened (or compiled): a bad flag fails at once
     if args.max_new_tokens < 1:
         raise UsageError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
-    if (args.prompt is None) == (args.prompts_file is None):
-        raise UsageError("give either --prompt or --prompts-file")
-    if args.prompts_file is not None:
+    given = [flag for flag, value in (("--prompt", args.prompt), ("--prompts-file", args.prompts_file),
+                                      ("--prompts-table", args.prompts_table)) if value is not None]
+    if len(given) != 1:
+        raise UsageError("give either --prompt or --prompts-file (or, on Spark, --prompts-table)")
+    if args.prompts_file is not None or args.prompts_table is not None:
         return _generate_file(args, sampling)
     if args.output is not None or args.batch is not None:
         raise UsageError(f"{'-o' if args.output is not None else '--batch'} goes with --prompts-file")
@@ -129,21 +131,41 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _generate_file(args: argparse.Namespace, sampling) -> int:
-    """generate --prompts-file: JSON lines in, JSON lines out, in batches."""
+    """generate --prompts-file (or, on Spark, --prompts-table): JSON lines out, in batches."""
     from onnx2sql.runtime.backends import open_generator
-    from onnx2sql.runtime.prompts import describe_batch, generate_file
+    from onnx2sql.runtime.prompts import check_output_file, describe_batch, generate_file, generate_records, \
+        write_lines_atomically
 
+    source = "--prompts-file" if args.prompts_file is not None else "--prompts-table"
     if args.output is None:
-        raise UsageError("--prompts-file needs -o, the JSON-lines file to write the results to")
+        raise UsageError(f"{source} needs -o, the JSON-lines file to write the results to")
     if args.json:
-        raise UsageError("--json goes with --prompt; --prompts-file always writes JSON lines")
+        raise UsageError(f"--json goes with --prompt; {source} always writes JSON lines")
+    if args.prompts_table is not None and args.backend != "spark":
+        raise UsageError("--prompts-table reads a table of Spark's catalog: it goes with --backend spark")
     out = Path(args.output)
-    lines = generate_file(
-        lambda: open_generator(args.model_dir, args.backend, db=args.db, memory_limit=args.memory_limit,
-                               progress=True, kernels=args.kernels, weights=args.weights,
-                               spark_master=args.spark_master),
-        Path(args.prompts_file), out, DEFAULT_BATCH if args.batch is None else args.batch, args.max_new_tokens,
-        sampling, args.chat, on_batch=lambda k, n, done: print(describe_batch(k, n, done), file=sys.stderr))
+    batch = DEFAULT_BATCH if args.batch is None else args.batch
+
+    def open_model():
+        return open_generator(args.model_dir, args.backend, db=args.db, memory_limit=args.memory_limit,
+                              progress=True, kernels=args.kernels, weights=args.weights,
+                              spark_master=args.spark_master)
+
+    def progress(k: int, n: int, done) -> None:
+        print(describe_batch(k, n, done), file=sys.stderr)
+
+    if args.prompts_file is not None:
+        lines = generate_file(open_model, Path(args.prompts_file), out, batch, args.max_new_tokens, sampling,
+                              args.chat, on_batch=progress)
+    else:
+        from onnx2sql.runtime.spark_models import prompts_of_frame, table_frame
+
+        check_output_file(out)
+        where = f"--prompts-table {args.prompts_table!r}"
+        lines = generate_records(open_model, lambda gen: prompts_of_frame(table_frame(gen.con.spark, args.prompts_table),
+                                                                          where),
+                                 where, batch, args.max_new_tokens, sampling, args.chat, on_batch=progress)
+        write_lines_atomically(out, lines)
     print(f"[{len(lines)} results written to {out}]", file=sys.stderr)
     return 0
 
@@ -245,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts-file", default=None,
                    help='JSON lines, one {"id": ..., "prompt": "...", "max_new_tokens": n, "seed": s} per line '
                         "(only prompt is required): each prompt is generated, in batches, and written to -o")
+    p.add_argument("--prompts-table", default=None,
+                   help="with --backend spark: a table of Spark's catalog with a column prompt (and optionally id, "
+                        "max_new_tokens, seed), generated as a prompts file is")
     p.add_argument("-o", "--output", default=None, help="with --prompts-file: the JSON-lines file of results")
     p.add_argument("--batch", type=int, default=None,
                    help=f"with --prompts-file: sequences generated together in the same statements (default {DEFAULT_BATCH})")

@@ -27,7 +27,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from onnx2sql.dialects.postgres import POSTGRES
-from onnx2sql.errors import InputError, ModelError, ShapeError
+from onnx2sql.errors import InputError, ModelError
+from onnx2sql.runtime.session import checked_tensor
 from onnx2sql.storage.arrays import chunk_rows
 
 # The element types of the PostgreSQL dialect (onnx2sql/dialects/postgres.py).
@@ -208,10 +209,7 @@ class PostgresDatabase:
             for data in stream:
                 payload += data
         flat = _copied_elements(payload, shape)
-        expected = int(np.prod(shape, dtype=np.int64))
-        if flat.size != expected:
-            raise ShapeError(f"table {table} holds {flat.size} elements, shape {list(shape)} needs {expected}")
-        return flat.astype(dtype).reshape(shape)
+        return checked_tensor(table, flat, shape, dtype)
 
     def set_symbols(self, bindings: Mapping[str, int]) -> None:
         """Each symbol s as the session setting onnx2sql.s, for current_setting('onnx2sql.s')."""

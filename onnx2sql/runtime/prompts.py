@@ -56,6 +56,11 @@ def _record(line: str, number: int, where: str) -> PromptRecord:
         data = json.loads(line)
     except json.JSONDecodeError as exc:
         raise InputError(f"{where}: not valid JSON ({exc.msg})") from exc
+    return record_from(data, number, where)
+
+
+def record_from(data: object, number: int, where: str) -> PromptRecord:
+    """The prompt of one object (a JSON line's, a table row's); `number` is its id when it has none."""
     if not isinstance(data, dict):
         raise InputError(f"{where}: must be a JSON object with a \"prompt\", not a {type(data).__name__}")
     unknown = sorted(set(data) - set(FIELDS))
@@ -92,17 +97,29 @@ def generate_file(open_generator: Callable[[], Generator], prompts_file: Path, o
     """Generate for every prompt of `prompts_file` and write one JSON line per prompt to `out`, in
     the input's order; returns the lines written. The flags, `out` and the file are checked before
     `open_generator` opens (or compiles) the model. `on_batch(k, count, batch)` follows progress."""
+    check_output_file(out)
+    lines = generate_records(open_generator, lambda gen: read_prompts(prompts_file), str(prompts_file), batch,
+                             max_new_tokens, sampling, chat, on_batch)
+    write_lines_atomically(out, lines)
+    return lines
+
+
+def generate_records(open_generator: Callable[[], Generator], read: Callable[[Generator], list[PromptRecord]],
+                     where: str, batch: int = DEFAULT_BATCH, max_new_tokens: int = 32,
+                     sampling: Sampling | None = None, chat: bool = False,
+                     on_batch: Callable[[int, int, Batch], None] | None = None) -> list[dict[str, Any]]:
+    """One result per prompt that `read(generator)` gives (`where` names their source in errors),
+    in their order, generated in batches of prompts of similar length."""
     from onnx2sql.runtime.generate import Sampling
 
     sampling = sampling or Sampling()
     sampling.check()
     if batch < 1:
         raise UsageError(f"--batch must be at least 1, got {batch}")
-    check_output_file(out)
-    records = read_prompts(prompts_file)
     with open_generator() as gen:
-        encoded = [_encode(gen, r, chat, prompts_file) for r in records]
-        _check_context(gen, records, encoded, max_new_tokens, prompts_file)
+        records = read(gen)
+        encoded = [_encode(gen, r, chat, where) for r in records]
+        _check_context(gen, records, encoded, max_new_tokens, where)
         results: list[dict[str, Any] | None] = [None] * len(records)
         groups = batches_by_length([len(ids) for ids in encoded], batch)
         for k, group in enumerate(groups, start=1):
@@ -114,26 +131,24 @@ def generate_file(open_generator: Callable[[], Generator], prompts_file: Path, o
                               "prompt_tokens": len(generation.prompt_ids), "token_ids": generation.token_ids}
             if on_batch is not None:
                 on_batch(k, len(groups), done)
-    lines = [r for r in results if r is not None]
-    write_lines_atomically(out, lines)
-    return lines
+    return [r for r in results if r is not None]
 
 
-def _encode(gen: Generator, record: PromptRecord, chat: bool, path: Path) -> list[int]:
+def _encode(gen: Generator, record: PromptRecord, chat: bool, where: str) -> list[int]:
     try:
         return gen.encode(record.prompt, chat)
     except InputError as exc:
-        raise InputError(f"{path}: prompt id {json.dumps(record.id)}: {exc}") from exc
+        raise InputError(f"{where}: prompt id {json.dumps(record.id)}: {exc}") from exc
 
 
 def _check_context(gen: Generator, records: list[PromptRecord], encoded: list[list[int]], max_new_tokens: int,
-                   path: Path) -> None:
+                   where: str) -> None:
     """Every prompt fits the context with its new tokens, checked before the first batch runs."""
     context = gen.folder.context_length
     for record, ids in zip(records, encoded):
         wanted = record.max_new_tokens or max_new_tokens
         if len(ids) + wanted > context:
-            raise InputError(f"{path}: prompt id {json.dumps(record.id)} ({len(ids)} tokens) plus {wanted} new "
+            raise InputError(f"{where}: prompt id {json.dumps(record.id)} ({len(ids)} tokens) plus {wanted} new "
                              f"tokens exceeds the model's context of {context} tokens")
 
 

@@ -224,6 +224,15 @@ class DatabaseSession(Session):
         self.db.drop_temporaries()
 
 
+def checked_tensor(table: str, flat: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """`flat`, the elements read from the tensor table `table` in order, as an array of `shape` and
+    `dtype`; a ShapeError when the table does not hold every element."""
+    expected = int(np.prod(shape, dtype=np.int64))
+    if flat.size != expected:
+        raise ShapeError(f"table {table} holds {flat.size} elements, shape {list(shape)} needs {expected}")
+    return flat.astype(dtype).reshape(shape)
+
+
 def load_program_kernels(con: duckdb.DuckDBPyConnection) -> None:
     """Load the native kernels a program compiled with --kernels native calls, or say how to get them."""
     from onnx2sql.runtime.kernels import KernelsUnavailable, load_kernels

@@ -23,9 +23,9 @@ import numpy as np
 
 from onnx2sql.dialects.spark import SPARK, SPARK_NAMES, VARIABLE_PREFIX, backticks
 from onnx2sql.emit.program import OUTPUT_ROWS_FROM, Program
-from onnx2sql.errors import DatabaseError, InputError, ShapeError
 from onnx2sql.emit.regions import region_reads
-from onnx2sql.runtime.session import DatabaseSession
+from onnx2sql.errors import DatabaseError, InputError
+from onnx2sql.runtime.session import DatabaseSession, checked_tensor
 
 DEFAULT_MASTER = "local[2]"
 # Spark runs with DuckDB's semantics where they differ (a subscript out of range is NULL, not an
@@ -86,15 +86,19 @@ def spark_errors(what: str = "Spark") -> Iterator[None]:
         raise DatabaseError(f"{what}: {first_line(exc)}") from exc
 
 
-def start_spark(master: str = DEFAULT_MASTER):
-    """The process's Spark session on `master`: started when there is none, started again when
-    the running one has another master."""
+def start_spark(master: str | None = None):
+    """The process's Spark session on `master`: the running one when it has that master (or
+    `master` is None), else one started now (on local[2] when `master` is None)."""
     SparkSession = _import_pyspark()
+    active = SparkSession.getActiveSession()
+    if active is not None and master in (None, active.sparkContext.master):
+        _configure(active)
+        return active
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         raise InputError("backend spark needs Java 17 or newer: apt-get install openjdk-17-jre-headless "
                          "(or set JAVA_HOME)")
-    active = SparkSession.getActiveSession()
-    if active is not None and active.sparkContext.master != master:
+    master = master or DEFAULT_MASTER
+    if active is not None:
         active.stop()
     builder = SparkSession.builder.master(master).appName("onnx2sql")
     # Read when the driver's JVM starts: no log lines on the terminal, before or after.
@@ -107,12 +111,17 @@ def start_spark(master: str = DEFAULT_MASTER):
     except _spark_error_types() as exc:
         raise InputError(f"cannot start Spark on --spark-master {master!r}: {first_line(exc)} (a master URL is "
                          "local[N] or spark://host:port)") from None
+    _configure(spark)
+    return spark
+
+
+def _configure(spark) -> None:
+    """onnx2sql's settings in a session (one that was running already gets them too)."""
     # Errors come back as exceptions, with their message; Spark's own log of them would repeat it.
     spark.sparkContext.setLogLevel("OFF")
-    for key, value in SPARK_CONF.items():  # a session that was running already gets them too
+    for key, value in SPARK_CONF.items():
         if not key.startswith("spark.ui"):
             spark.conf.set(key, value)
-    return spark
 
 
 @contextmanager
@@ -154,7 +163,9 @@ class SparkDatabase:
 
     @classmethod
     def connect(cls, master: str | None = None) -> SparkDatabase:
-        return cls(start_spark(master or DEFAULT_MASTER))
+        """Temporary views in the Spark session running (when `master` is None or its own), else in
+        one started on `master` (local[2] when None)."""
+        return cls(start_spark(master))
 
     # ------------------------------------------------------------------ statements
     def execute(self, query: str, params: Sequence[object] | Mapping[str, object] | None = None) -> _Rows:
@@ -197,7 +208,12 @@ class SparkDatabase:
     # ------------------------------------------------------------------ tensors
     def write_tensor(self, table: str, array: np.ndarray, chunk: int, temporary: bool = True) -> None:
         """(Re)defines the view `table` as the chunked tensor table of `array`."""
-        from pyspark.sql.types import ArrayType, StructField, StructType, _parse_datatype_string
+        from pyspark.sql.types import (
+            ArrayType,
+            StructField,
+            StructType,
+            _parse_datatype_string,
+        )
 
         if chunk < 1:
             raise InputError(f"chunk must be at least 1, not {chunk}")
@@ -225,19 +241,13 @@ class SparkDatabase:
         rows = self.spark.table(table).orderBy(*order).select("v").collect()
         pieces = [np.array([np.nan if x is None else x for x in row[0]]) for row in rows if row[0] is not None]
         flat = np.concatenate(pieces) if pieces else np.zeros(0)
-        expected = int(np.prod(shape, dtype=np.int64))
-        if flat.size != expected:
-            raise ShapeError(f"table {table} holds {flat.size} elements, shape {list(shape)} needs {expected}")
-        return flat.astype(dtype).reshape(shape)
+        return checked_tensor(table, flat, shape, dtype)
 
     def set_symbols(self, bindings: Mapping[str, int]) -> None:
         """The symbols as session variables, which getvariable() reads."""
+        self.declare(list(bindings))
         for name, value in bindings.items():
-            variable = backticks(VARIABLE_PREFIX + name)
-            if name not in self.declared:
-                self.spark.sql(f"DECLARE OR REPLACE VARIABLE {variable} BIGINT DEFAULT NULL")
-                self.declared.add(name)
-            self.spark.sql(f"SET VARIABLE {variable} = {int(value)}")
+            self.spark.sql(f"SET VARIABLE {backticks(VARIABLE_PREFIX + name)} = {int(value)}")
 
     def declare(self, names: Sequence[str]) -> None:
         """Symbols a program may read before they are set (NULL until then, as in DuckDB)."""

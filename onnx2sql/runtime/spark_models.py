@@ -18,7 +18,8 @@ from onnx2sql.emit.program import Program
 from onnx2sql.emit.sql import quote_ident
 from onnx2sql.errors import InputError
 from onnx2sql.runtime.fingerprint import digests_match, model_digests
-from onnx2sql.runtime.generate import DatabaseGenerator
+from onnx2sql.runtime.generate import DatabaseGenerator, Sampling
+from onnx2sql.runtime.prompts import DEFAULT_BATCH, FIELDS, PromptRecord, generate_records, record_from
 from onnx2sql.runtime.spark import SparkDatabase, SparkSqlSession, _spark_error_types, spark_errors, \
     write_parquet_weight
 from onnx2sql.runtime.text import ModelFolder
@@ -146,3 +147,64 @@ class SparkGenerator(DatabaseGenerator):
         """present.* views become the next step's past_key_values.* views."""
         for present, past in self.cache_renames:
             self.con.execute(self.dialect.create_table_as(quote_ident(past), f"SELECT * FROM {quote_ident(present)}"))
+
+
+def prompts_of_frame(frame, where: str) -> list[PromptRecord]:
+    """The prompts of a Spark DataFrame with a column prompt (and, optionally, id, max_new_tokens
+    and seed, as in a prompts file); a bad row is named by its number."""
+    unknown = sorted(set(frame.columns) - set(FIELDS))
+    if unknown or "prompt" not in frame.columns:
+        raise InputError(f"{where} has the columns {frame.columns}: it needs prompt, and may have "
+                         f"{', '.join(f for f in FIELDS if f != 'prompt')}")
+    with spark_errors(where):
+        rows = frame.collect()
+    records = [record_from({k: v for k, v in row.asDict().items() if v is not None}, number, f"{where} row {number}")
+               for number, row in enumerate(rows, start=1)]
+    seen: dict[str, int] = {}
+    for number, record in enumerate(records, start=1):
+        key = json.dumps(record.id)
+        if key in seen:
+            raise InputError(f"{where} row {number}: id {key} is also the id of row {seen[key]}; ids must be unique")
+        seen[key] = number
+    if not records:
+        raise InputError(f"{where} holds no prompts")
+    return records
+
+
+def table_frame(spark, table: str):
+    """The table or view `table` of Spark's catalog (a name, never SQL text)."""
+    with spark_errors(f"--prompts-table {table!r}"):
+        return spark.table(table)
+
+
+def generate_table(model_dir: str | Path, prompts, db: str | Path | None = None, spark_master: str | None = None,
+                   batch: int = DEFAULT_BATCH, max_new_tokens: int = 32, sampling: Sampling | None = None,
+                   chat: bool = False, progress: bool = False):
+    """Generate for every row of `prompts`, a Spark DataFrame or the name of a table in Spark's
+    catalog (columns as a prompts file's fields: prompt, and optionally id, max_new_tokens, seed),
+    in batches of `batch` sequences, in the Spark session running (else one on `spark_master`).
+    Returns a DataFrame of one row per prompt: id, text, finish_reason, prompt_tokens, token_ids."""
+    from pyspark.sql.types import (
+        ArrayType,
+        LongType,
+        StringType,
+        StructField,
+        StructType,
+    )
+
+    where = f"table {prompts!r}" if isinstance(prompts, str) else "the prompts DataFrame"
+    holder: dict[str, object] = {}
+
+    def read(gen: SparkGenerator) -> list[PromptRecord]:
+        spark = gen.con.spark
+        holder["spark"] = spark
+        frame = table_frame(spark, prompts) if isinstance(prompts, str) else prompts
+        holder["id_type"] = frame.schema["id"].dataType if "id" in frame.columns else LongType()
+        return prompts_of_frame(frame, where)
+
+    lines = generate_records(lambda: SparkGenerator(model_dir, db, spark_master, progress=progress), read, where,
+                             batch, max_new_tokens, sampling, chat)
+    schema = StructType([StructField("id", holder["id_type"]), StructField("text", StringType()),
+                         StructField("finish_reason", StringType()), StructField("prompt_tokens", LongType()),
+                         StructField("token_ids", ArrayType(LongType()))])
+    return holder["spark"].createDataFrame([tuple(line[f.name] for f in schema.fields) for line in lines], schema)

@@ -18,10 +18,10 @@ import numpy as np
 
 from onnx2sql.dialects.sqlite import SQLITE, SYMBOLS_TABLE
 from onnx2sql.emit.sql import quote_ident
-from onnx2sql.errors import DatabaseError, InputError, KernelsUnavailable, ShapeError, UsageError
+from onnx2sql.errors import DatabaseError, InputError, KernelsUnavailable, UsageError
 from onnx2sql.ops.context import WeightTable
 from onnx2sql.runtime.kernel_mode import requested_mode
-from onnx2sql.runtime.session import DatabaseSession
+from onnx2sql.runtime.session import DatabaseSession, checked_tensor
 
 SQLITE_ENTRY_POINT = "onnx2sql_sqlite_init"  # of the extension kernels/sqlite_binding.c
 # A run's tensors are temporary tables: in memory, not in temporary files; weights are read through
@@ -119,10 +119,7 @@ class SqliteDatabase:
         rows = self.fetchall(f"SELECT v FROM {quote_ident(table)} ORDER BY {order}")
         pieces = [_parsed(v) for (v,) in rows]
         flat = np.concatenate(pieces) if pieces else np.zeros(0)
-        expected = int(np.prod(shape, dtype=np.int64))
-        if flat.size != expected:
-            raise ShapeError(f"table {table} holds {flat.size} elements, shape {list(shape)} needs {expected}")
-        return flat.astype(dtype).reshape(shape)
+        return checked_tensor(table, flat, shape, dtype)
 
     def set_symbols(self, bindings: Mapping[str, int]) -> None:
         """The symbols as rows of the temporary table getvariable() reads; others set before stay,
