@@ -97,9 +97,11 @@ def generate_file(open_generator: Callable[[], Generator], prompts_file: Path, o
     """Generate for every prompt of `prompts_file` and write one JSON line per prompt to `out`, in
     the input's order; returns the lines written. The flags, `out` and the file are checked before
     `open_generator` opens (or compiles) the model. `on_batch(k, count, batch)` follows progress."""
+    sampling = checked_flags(batch, sampling)
     check_output_file(out)
-    lines = generate_records(open_generator, lambda gen: read_prompts(prompts_file), str(prompts_file), batch,
-                             max_new_tokens, sampling, chat, on_batch)
+    records = read_prompts(prompts_file)
+    lines = generate_records(open_generator, lambda gen: records, str(prompts_file), batch, max_new_tokens,
+                             sampling, chat, on_batch)
     write_lines_atomically(out, lines)
     return lines
 
@@ -109,13 +111,9 @@ def generate_records(open_generator: Callable[[], Generator], read: Callable[[Ge
                      sampling: Sampling | None = None, chat: bool = False,
                      on_batch: Callable[[int, int, Batch], None] | None = None) -> list[dict[str, Any]]:
     """One result per prompt that `read(generator)` gives (`where` names their source in errors),
-    in their order, generated in batches of prompts of similar length."""
-    from onnx2sql.runtime.generate import Sampling
-
-    sampling = sampling or Sampling()
-    sampling.check()
-    if batch < 1:
-        raise UsageError(f"--batch must be at least 1, got {batch}")
+    in their order, generated in batches of prompts of similar length. The flags are checked
+    before `open_generator` opens (or compiles) the model."""
+    sampling = checked_flags(batch, sampling)
     with open_generator() as gen:
         records = read(gen)
         encoded = [_encode(gen, r, chat, where) for r in records]
@@ -132,6 +130,17 @@ def generate_records(open_generator: Callable[[], Generator], read: Callable[[Ge
             if on_batch is not None:
                 on_batch(k, len(groups), done)
     return [r for r in results if r is not None]
+
+
+def checked_flags(batch: int, sampling: Sampling | None) -> Sampling:
+    """The sampling (greedy when None), once it and the batch size are known to be usable."""
+    from onnx2sql.runtime.generate import Sampling
+
+    sampling = sampling or Sampling()
+    sampling.check()
+    if batch < 1:
+        raise UsageError(f"--batch must be at least 1, got {batch}")
+    return sampling
 
 
 def _encode(gen: Generator, record: PromptRecord, chat: bool, where: str) -> list[int]:
