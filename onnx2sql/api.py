@@ -107,13 +107,9 @@ def run(model: str | Path | onnx.ModelProto, feeds: Mapping[str, np.ndarray],
     runs it in SQLite, in memory or in temporary tables of the database file `db`; `backend="spark"`
     runs it in Spark on `spark_master` (local[2] when None), in temporary views."""
     chunk = _chunk(chunk_size)
+    check_backend_flags(backend, kernels, weights, spark_master)
     if backend != "duckdb":
-        check_backend_flags(backend, kernels, weights)
-        if spark_master is not None and backend != "spark":
-            raise UsageError(f"--spark-master is for --backend spark, not {backend}")
         return _run_elsewhere(model, feeds, chunk, region_size, backend, db, kernels, spark_master)
-    if spark_master is not None:
-        raise UsageError("--spark-master is for --backend spark, not duckdb")
     if db is not None:
         raise UsageError("db= (--db) names a database of another backend; DuckDB runs in memory here")
     if isinstance(model, (str, Path)) and Path(model).is_dir():
@@ -192,15 +188,13 @@ def _run_on_sqlite(proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray], chun
 def _run_on_spark(proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray], chunk: int, region_size: int,
                   master: str | None) -> dict[str, np.ndarray]:
     """run() on Spark: the weights as Parquet files in a temporary folder, the rest as views."""
-    from onnx2sql.runtime.spark import SparkDatabase, SparkSqlSession, spark_errors, write_parquet_weight
+    from onnx2sql.runtime.spark import SparkDatabase, SparkSqlSession, spark_errors, write_parquet_weights
 
     program, feeds = _lower_for_feeds(proto, chunk, feeds, region_size, kernels="sql", backend="spark")
     with tempfile.TemporaryDirectory(prefix="onnx2sql-spark-") as folder, spark_errors(), \
             SparkDatabase.connect(master) as database:
-        for k, weight in enumerate(program.weights):
-            path = Path(folder) / f"w{k}.parquet"
-            write_parquet_weight(weight.array, weight.chunk, path)
-            database.register_parquet(weight.table, path)
+        write_parquet_weights(program.weights, Path(folder))
+        database.register_weights(Path(folder))
         return SparkSqlSession(database, program).run(feeds)
 
 

@@ -52,8 +52,10 @@ class SparkDialect(Dialect):
         # Spark reads backslash escapes inside string literals.
         return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
+    _SPECIAL = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
     def special_float(self, text: str, type_name: str) -> str:
-        return f"CAST('{ {'nan': 'NaN', 'inf': 'Infinity', '-inf': '-Infinity'}[text]}' AS {type_name})"
+        return f"CAST('{self._SPECIAL[text]}' AS {type_name})"
 
     def list_literal(self, items: list[str], element_type: str) -> str:
         return f"CAST(array({', '.join(items)}) AS ARRAY<{element_type}>)"

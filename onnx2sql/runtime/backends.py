@@ -17,14 +17,12 @@ def open_generator(model_dir: str | Path, backend: str = "duckdb", db: str | Pat
     model folder's own when None), PostgreSQL's URL or Spark's folder of Parquet weights;
     `spark_master` the Spark master URL (local[2] when None)."""
     dialect_for(backend)  # an unknown backend is refused by name
-    if spark_master is not None and backend != "spark":
-        raise UsageError(f"--spark-master is for --backend spark, not {backend}")
+    if memory_limit is not None and backend != "duckdb":
+        raise UsageError(f"--memory-limit is DuckDB's; {backend} has its own settings (work_mem, ...)")
+    check_backend_flags(backend, kernels, weights, spark_master)
     if backend == "duckdb":
         return Generator(model_dir, db=db, memory_limit=memory_limit, progress=progress, kernels=kernels,
                          weights=weights)
-    if memory_limit is not None:
-        raise UsageError(f"--memory-limit is DuckDB's; {backend} has its own settings (work_mem, ...)")
-    check_backend_flags(backend, kernels, weights)
     if backend == "sqlite":
         from onnx2sql.runtime.sqlite_models import SqliteGenerator
 

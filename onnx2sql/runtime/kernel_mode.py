@@ -45,8 +45,12 @@ def resolve_kernels(mode: str | None) -> str:
     return "sql"
 
 
-def check_backend_flags(backend: str, kernels: str | None, weights: str | None) -> None:
-    """Refuse, by name, the kernel and weight flags a backend other than DuckDB cannot take."""
+def check_backend_flags(backend: str, kernels: str | None, weights: str | None,
+                        spark_master: str | None = None) -> None:
+    """Refuse, by name, the flags a backend cannot take: another's master URL, and the kernel and
+    weight flags a backend other than DuckDB cannot take."""
+    if spark_master is not None and backend != "spark":
+        raise UsageError(f"--spark-master is for --backend spark, not {backend}")
     if backend == "duckdb":
         return
     if weights == "int8":

@@ -15,17 +15,22 @@ import re
 import shutil
 import sys
 from contextlib import contextmanager
+from functools import reduce
 from pathlib import Path
 from types import TracebackType
-from typing import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from onnx2sql.dialects.spark import SPARK, SPARK_NAMES, VARIABLE_PREFIX, backticks
+from onnx2sql.dialects.spark import SPARK_NAMES, VARIABLE_PREFIX, backticks
 from onnx2sql.emit.program import OUTPUT_ROWS_FROM, Program
 from onnx2sql.emit.regions import region_reads
 from onnx2sql.errors import DatabaseError, InputError
 from onnx2sql.runtime.session import DatabaseSession, checked_tensor
+from onnx2sql.storage.arrays import chunk_pieces
+
+if TYPE_CHECKING:  # lowering's modules: running a compiled program needs none of them
+    from onnx2sql.ops.context import WeightTable
 
 DEFAULT_MASTER = "local[2]"
 # Spark runs with DuckDB's semantics where they differ (a subscript out of range is NULL, not an
@@ -195,44 +200,40 @@ class SparkDatabase:
 
     def _append(self, name: str, query: str, args: dict | None) -> None:
         new_rows = self.spark.sql(query, args=args).localCheckpoint()
-        pieces = self.pieces.get(name) or [self.spark.table(name).localCheckpoint()]
-        self._register(name, _union([*pieces, new_rows]))
-        self.pieces[name] = [*pieces, new_rows]
+        # A view of another's making starts as computed rows (reading its name would be a cycle).
+        pieces = [*(self.pieces.get(name) or [self.spark.table(name).localCheckpoint()]), new_rows]
+        self._register(name, reduce(lambda whole, piece: whole.unionByName(piece), pieces), pieces)
 
-    def _register(self, name: str, frame) -> None:
-        """`frame` as the view `name`; the rows a later append adds to start from it."""
+    def _register(self, name: str, frame, pieces: list | None = None) -> None:
+        """`frame` as the view `name`, the union of `pieces` (itself when None), which the rows a
+        later append adds are joined to."""
         frame.createOrReplaceTempView(name)
         self.views.add(name)
-        self.pieces[name] = [frame]
+        self.pieces[name] = pieces or [frame]
 
     # ------------------------------------------------------------------ tensors
     def write_tensor(self, table: str, array: np.ndarray, chunk: int, temporary: bool = True) -> None:
         """(Re)defines the view `table` as the chunked tensor table of `array`."""
-        from pyspark.sql.types import (
-            ArrayType,
-            StructField,
-            StructType,
-            _parse_datatype_string,
-        )
+        from pyspark.sql.types import ArrayType, LongType, StructField, StructType, _parse_datatype_string
 
         if chunk < 1:
             raise InputError(f"chunk must be at least 1, not {chunk}")
         arr = np.asarray(array)
         arr = arr.reshape(1) if arr.ndim == 0 else arr
-        element = _parse_datatype_string(_SPARK_TYPES[arr.dtype.name]) if arr.dtype.name in _SPARK_TYPES else None
-        if element is None:
+        if arr.dtype.name not in _SPARK_TYPES:
             raise InputError(f"element type {arr.dtype.name} is not supported on spark")
-        from pyspark.sql.types import LongType
-
         fields = [StructField(f"i{k}", LongType()) for k in range(arr.ndim - 1)]
-        fields += [StructField("c", LongType()), StructField("v", ArrayType(element))]
-        frame = self.spark.createDataFrame(list(_chunk_rows(arr, chunk)), StructType(fields))
-        self._register(table, frame)
+        fields += [StructField("c", LongType()),
+                   StructField("v", ArrayType(_parse_datatype_string(_SPARK_TYPES[arr.dtype.name])))]
+        rows = [(*key, piece.tolist()) for key, piece in chunk_pieces(arr, chunk)]
+        self._register(table, self.spark.createDataFrame(rows, StructType(fields)))
 
-    def register_parquet(self, table: str, path: Path) -> None:
-        """A weight table from its Parquet file; it stays for every run."""
-        self.spark.read.parquet(str(path)).createOrReplaceTempView(table)
-        self.kept.add(table)
+    def register_weights(self, folder: Path) -> None:
+        """Every Parquet file of `folder` as the view its name gives (write_parquet_weights names
+        them after the program's tables); they stay for every run."""
+        for path in sorted(folder.glob("*.parquet")):
+            self.spark.read.parquet(str(path)).createOrReplaceTempView(path.stem)
+            self.kept.add(path.stem)
 
     def read_tensor(self, table: str, rank: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """The tensor table `table` back into an array of `shape` and `dtype`; checks that every
@@ -259,7 +260,7 @@ class SparkDatabase:
 
     def drop_temporaries(self) -> None:
         """Drops the views of runs; the weights' stay."""
-        for name in sorted(self.views - self.kept):
+        for name in sorted(self.views):
             self.spark.catalog.dropTempView(name)
         self.views.clear()
         self.pieces.clear()
@@ -282,40 +283,26 @@ class SparkDatabase:
         self.close()
 
 
-def _union(pieces: list):
-    whole = pieces[0]
-    for piece in pieces[1:]:
-        whole = whole.unionByName(piece)
-    return whole
-
-
 def _unquote(name: str) -> str:
     return name[1:-1].replace("``", "`")
 
 
-def _chunk_rows(arr: np.ndarray, chunk: int) -> Iterator[tuple]:
-    """(i0, .., c, list) for each chunk of each last-axis row of `arr`; none when it is empty."""
-    if arr.size == 0:
-        return
-    last = arr.shape[-1]
-    rows = arr.reshape(-1, last)
-    lead_shape = arr.shape[:-1]
-    for r, row in enumerate(rows.tolist()):
-        lead = tuple(int(i) for i in np.unravel_index(r, lead_shape)) if lead_shape else ()
-        for c in range(0, last, chunk):
-            yield (*lead, c // chunk, row[c:c + chunk])
-
-
-def write_parquet_weight(array: np.ndarray, chunk: int, path: Path) -> None:
-    """A weight's chunked table as a Parquet file, written by DuckDB (fast, and no pyarrow)."""
+def write_parquet_weights(weights: Sequence[WeightTable], folder: Path,
+                          on_weight: Callable[[int], None] | None = None) -> None:
+    """Each weight's chunked table as the Parquet file folder/<table>.parquet, written by DuckDB
+    (fast, and no pyarrow); `on_weight(k)` follows progress."""
     import duckdb
 
+    from onnx2sql.dialects.duckdb import DUCKDB
     from onnx2sql.storage.arrays import write_feed
 
     con = duckdb.connect()
     try:
-        write_feed(con, "w", array, chunk)
-        con.execute(f"COPY w TO {SPARK.quote_literal(str(path))} (FORMAT parquet)")
+        for k, weight in enumerate(weights):
+            if on_weight is not None:
+                on_weight(k)
+            write_feed(con, "w", weight.array, weight.chunk)
+            con.execute(f"COPY w TO {DUCKDB.quote_literal(str(folder / f'{weight.table}.parquet'))} (FORMAT parquet)")
     finally:
         con.close()
 
@@ -350,6 +337,3 @@ class SparkSqlSession(DatabaseSession):
         # A lazy view reads the views it was defined from: none is dropped before the run ends.
         super().execute(drop=False)
 
-
-def print_spark_note() -> None:
-    print("onnx2sql: starting Spark (about 10 s)", file=sys.stderr)

@@ -21,7 +21,7 @@ from onnx2sql.runtime.fingerprint import digests_match, model_digests
 from onnx2sql.runtime.generate import DatabaseGenerator, Sampling
 from onnx2sql.runtime.prompts import DEFAULT_BATCH, FIELDS, PromptRecord, generate_records, record_from
 from onnx2sql.runtime.spark import SparkDatabase, SparkSqlSession, _spark_error_types, spark_errors, \
-    write_parquet_weight
+    write_parquet_weights
 from onnx2sql.runtime.text import ModelFolder
 
 META_FILE = "meta.json"
@@ -51,6 +51,12 @@ def compiled_folder(model: Path, folder: Path, progress: bool = False, own: bool
     return _compile_into(model, folder, progress)
 
 
+def _show_progress(count: int):
+    def show(k: int) -> None:
+        print(f"\ronnx2sql: writing Parquet weights {k + 1}/{count}", end="", file=sys.stderr, flush=True)
+    return show
+
+
 def _stored_meta(folder: Path) -> dict[str, str]:
     path = folder / META_FILE
     if not path.is_file():
@@ -75,11 +81,7 @@ def _compile_into(model: Path, folder: Path, progress: bool) -> Program:
     shutil.rmtree(staging, ignore_errors=True)
     (staging / WEIGHTS).mkdir(parents=True)
     try:
-        for k, weight in enumerate(program.weights):
-            if progress:
-                print(f"\ronnx2sql: writing Parquet weights {k + 1}/{len(program.weights)}", end="",
-                      file=sys.stderr, flush=True)
-            write_parquet_weight(weight.array, weight.chunk, staging / WEIGHTS / f"{weight.table}.parquet")
+        write_parquet_weights(program.weights, staging / WEIGHTS, _show_progress(len(program.weights)) if progress else None)
         (staging / META_FILE).write_text(json.dumps(meta))
         old = folder.with_name(folder.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -93,13 +95,6 @@ def _compile_into(model: Path, folder: Path, progress: bool) -> Program:
     if progress and program.weights:
         print(file=sys.stderr)
     return program
-
-
-def register_weights(database: SparkDatabase, folder: Path) -> None:
-    """Every weight file of the folder as the view its name gives (the program names the tables;
-    the stored program does not list them)."""
-    for path in sorted((folder / WEIGHTS).glob("*.parquet")):
-        database.register_parquet(path.stem, path)
 
 
 class SparkGenerator(DatabaseGenerator):
@@ -120,7 +115,7 @@ class SparkGenerator(DatabaseGenerator):
         database = SparkDatabase.connect(master)
 
         def weights_registered() -> Program:
-            register_weights(database, path)
+            database.register_weights(path / WEIGHTS)
             return program
 
         self._attach(database, weights_registered, f"Spark ({database.spark.sparkContext.master})")

@@ -22,6 +22,7 @@ from onnx2sql.errors import DatabaseError, InputError, KernelsUnavailable, Usage
 from onnx2sql.ops.context import WeightTable
 from onnx2sql.runtime.kernel_mode import requested_mode
 from onnx2sql.runtime.session import DatabaseSession, checked_tensor
+from onnx2sql.storage.arrays import chunk_pieces
 
 SQLITE_ENTRY_POINT = "onnx2sql_sqlite_init"  # of the extension kernels/sqlite_binding.c
 # A run's tensors are temporary tables: in memory, not in temporary files; weights are read through
@@ -154,20 +155,13 @@ class SqliteDatabase:
 
 def _chunk_rows(arr: np.ndarray, chunk: int) -> Iterator[tuple]:
     """(i0, .., c, JSON text) for each chunk of each last-axis row of `arr`; no rows when it is empty."""
-    if arr.size == 0:
-        return
-    last = arr.shape[-1]
-    rows = arr.reshape(-1, last)
-    lead_shape = arr.shape[:-1]
     finite = arr.dtype.kind != "f" or bool(np.isfinite(arr).all())
-    values = rows.astype(np.float64) if arr.dtype.kind == "f" else rows.astype(np.int64)
-    for r, row in enumerate(values):
-        lead = tuple(int(i) for i in np.unravel_index(r, lead_shape)) if lead_shape else ()
-        for c in range(0, last, chunk):
-            text = json.dumps(row[c:c + chunk].tolist(), separators=(",", ":"))
-            if not finite:
-                text = text.replace("NaN", "null").replace("Infinity", "9e999")
-            yield (*lead, c // chunk, text)
+    values = arr.astype(np.float64) if arr.dtype.kind == "f" else arr.astype(np.int64)
+    for key, piece in chunk_pieces(values, chunk):
+        text = json.dumps(piece.tolist(), separators=(",", ":"))
+        if not finite:
+            text = text.replace("NaN", "null").replace("Infinity", "9e999")
+        yield (*key, text)
 
 
 def _parsed(text: str | None) -> np.ndarray:

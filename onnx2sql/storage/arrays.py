@@ -36,6 +36,15 @@ def chunk_rows(shape: tuple[int, ...], chunk: int) -> tuple[dict[str, np.ndarray
     return columns, offsets
 
 
+def chunk_pieces(arr: np.ndarray, chunk: int) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
+    """The rows of the chunked table of `arr` (rank >= 1) in order, as chunk_rows gives them: each
+    row's index values (i0, .., c) and its elements."""
+    columns, offsets = chunk_rows(arr.shape, chunk)
+    flat = np.ascontiguousarray(arr).reshape(-1)
+    for k, key in enumerate(zip(*(column.tolist() for column in columns.values()))):
+        yield key, flat[offsets[k]:offsets[k + 1]]
+
+
 def write_feed(con: duckdb.DuckDBPyConnection, table: str, array: np.ndarray, chunk: int) -> None:
     """An array as a temporary chunked table: each row's chunk goes to DuckDB as a numpy array."""
     arr = np.ascontiguousarray(array.reshape(1) if array.ndim == 0 else array)
