@@ -70,7 +70,7 @@ test: $(STAMP)
 
 # Small runs: DuckDB decodes at seconds per token. Prompts of 16 and 512 tokens show how a decode
 # step grows with the past. The cap is 40% of the 539 MB of weights.
-BENCH_ARGS ?= --prompt-lens 16,128,512 --new-tokens 8 --repeats 1 --memory-cap 216MB
+BENCH_ARGS ?= --prompt-lens 16,128,512 --new-tokens 8 --repeats 1 --memory-cap 216MB --profile-step
 BENCH_STAMP := $(VENV)/.bench-installed
 BENCH_OUT ?= results
 

@@ -314,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also generate this many different prompts at once per prompt length (aggregate decode "
                         "tokens/s; engines that batch: the database engines and onnxruntime)")
     p.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up run of each engine")
+    p.add_argument("--profile-step", action="store_true",
+                   help="also profile a decode step after each prompt length with DuckDB's profiler (DuckDB "
+                        "engines): the step's planning time and its operators' CPU time")
     p.add_argument("--out", default=None, help="JSON results file or folder (default MODEL_DIR/bench/results.json)")
     p.add_argument("--plot", default=None, help="PNG chart file or folder (default: next to --out)")
     _kernels_flag(p, "the duckdb engine's kernels; ")

@@ -24,7 +24,7 @@ def bench_command(args: argparse.Namespace) -> int:
         new_tokens=args.new_tokens, repeats=args.repeats,
         memory_cap_bytes=parse_size(args.memory_cap) if args.memory_cap else None,
         duckdb_memory_limit=args.duckdb_memory_limit, cap_timeout_s=args.cap_timeout, warmup=not args.no_warmup,
-        kernels=args.kernels, batch=args.batch, postgres_url=args.postgres_url,
+        kernels=args.kernels, batch=args.batch, postgres_url=args.postgres_url, profile_step=args.profile_step,
     )
     result = run_bench(config)
     write_json(result, out)

@@ -50,6 +50,10 @@ class BatchUnsupported(Exception):
     """The engine generates one sequence at a time only."""
 
 
+class ProfileUnsupported(Exception):
+    """The engine has no statement profile of a decode step."""
+
+
 class Engine(ABC):
     name: ClassVar[str]
     # The weights' precision: tokens are compared with onnxruntime's where it is the same (fp32).
@@ -74,6 +78,10 @@ class Engine(ABC):
     def generate_batch(self, prompts: list[list[int]], new_tokens: int) -> BatchRun:
         """Greedy generation for several sequences at once, each stopping at its end-of-text."""
         raise BatchUnsupported(f"{self.name} generates one sequence at a time here")
+
+    def profile_step(self, prompt_ids: list[int]) -> dict[str, Any]:
+        """Where one decode step's time goes, statement by statement (runtime/step_profile.py)."""
+        raise ProfileUnsupported(f"{self.name} has no statement profile")
 
     def close(self) -> None:
         pass
@@ -130,6 +138,11 @@ class DuckDBEngine(GeneratorEngine):
 
     def describe(self) -> dict[str, Any]:
         return {"kernels": self.generator.program.kernels, "weights": self.generator.program.weight_format}
+
+    def profile_step(self, prompt_ids: list[int]) -> dict[str, Any]:
+        from onnx2sql.runtime.step_profile import profile_decode_step
+
+        return profile_decode_step(self.generator, prompt_ids)
 
     def disk_files(self) -> list[Path]:
         return [self.database()]

@@ -43,6 +43,12 @@ def _growth(f: Figures) -> str:
     return f"{growth['ratio']:.2f}x ({growth['from_prompt_len']}->{growth['to_prompt_len']})" if growth else "-"
 
 
+def _step_profile(profile: dict[str, Any] | None) -> str:
+    if not profile:
+        return "-"
+    return f"{profile['planning_s']:.2f} / {profile['operators_cpu_s']:.2f} / {profile['wall_s']:.2f} s"
+
+
 def _rows(result: dict[str, Any]) -> list[tuple[str, Callable[[Figures], str], Callable[[Figures], str]]]:
     """(label, value of an engine, value of the ratio duckdb/onnxruntime) for each line of the table."""
     rows = [("setup (compile or load)", lambda f: f"{_seconds(f.get('setup_s'))} ({f.get('setup_kind', '-')})",
@@ -56,6 +62,12 @@ def _rows(result: dict[str, Any]) -> list[tuple[str, Callable[[Figures], str], C
         ("decode tokens/s min-max", _range, lambda r: ""),
         ("decode step growth, longest/shortest prompt", _growth, lambda r: ""),
         ("SQL statements per decode step", lambda f: str(f.get("statements_per_step", "-")), lambda r: ""),
+    ]
+    if result["settings"].get("profile_step"):
+        for n in result["settings"]["prompt_lens"]:
+            rows.append((f"decode step after prompt {n}: planning / operators' CPU / wall",
+                         lambda f, n=str(n): _step_profile(f.get("step_profile", {}).get(n)), lambda r: ""))
+    rows += [
         ("kernels", lambda f: str(f.get("kernels", "-")), lambda r: ""),
         ("G multiply-adds/s in decode", lambda f: _number(f.get("g_multiply_adds_per_s")), lambda r: ""),
         ("fraction of memory bandwidth", lambda f: _percent(f.get("bandwidth_fraction")),

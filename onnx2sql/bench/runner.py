@@ -50,6 +50,7 @@ class BenchConfig:
     kernels: str | None = None  # the `duckdb` engine's mode (None: the default, auto)
     batch: int | None = None  # also generate this many sequences at once per prompt length
     postgres_url: str | None = None  # the `postgres` engine's database (None: a private server)
+    profile_step: bool = False  # also profile one decode step per prompt length, statement by statement
 
     def check(self) -> None:
         unknown = [e for e in self.engines if e not in ENGINES]
@@ -142,7 +143,8 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "model_dir": str(config.model_dir),
         "settings": {"engines": config.engines, "prompt_lens": config.prompt_lens, "new_tokens": config.new_tokens,
                      "repeats": config.repeats, "threads": os.cpu_count(), "decoding": "greedy",
-                     "warmup": config.warmup, "batch": config.batch},
+                     "warmup": config.warmup, "batch": config.batch,
+                     "profile_step": config.profile_step},
         "machine": machine_info(load_before),
         "bandwidth": bandwidth,
         "weights": weights,
@@ -365,6 +367,8 @@ def interleaved_runs(config: BenchConfig, names: list[str], options: EngineOptio
                     if run is not None:
                         figures[name]["runs"].append({"prompt_len": length, "repeat": repeat, **run})
         batch_runs(running, figures, batches, config.new_tokens)
+        if config.profile_step:
+            step_profiles(running, figures, prompts)
     finally:
         for name, process in running.items():
             figures[name]["peak_rss_bytes"] = process.finish().get("peak_rss_bytes", figures[name]["peak_rss_bytes"])
@@ -406,6 +410,30 @@ def batch_runs(running: dict[str, EngineProcess], figures: dict[str, dict[str, A
             log(f"{label}: first tokens after {reply['ttft_s']:.2f} s, decode {reply['decode_tokens_per_s']:.2f} "
                 "tokens/s in all")
             entry["runs"].append({"prompt_len": length, **reply})
+
+
+def step_profiles(running: dict[str, EngineProcess], figures: dict[str, dict[str, Any]],
+                  prompts: dict[int, list[int]]) -> None:
+    """A decode step after each prompt length, profiled statement by statement (DuckDB engines):
+    how much of it DuckDB spends planning, how much in its operators."""
+    for length, ids in prompts.items():
+        for name in list(running):
+            label = f"{name} step profile, prompt {length}"
+            try:
+                reply = running[name].request({"op": "profile_step", "prompt_ids": ids})
+            except EngineDied as exc:
+                log(f"{label}: {exc}")
+                running.pop(name)
+                continue
+            if "unsupported" in reply:
+                continue
+            if "error" in reply:
+                log(f"{label}: {reply['error']}")
+                continue
+            profile = reply["profile"]
+            log(f"{label}: {profile['wall_s']:.2f} s in {profile['statements']} statements, planning "
+                f"{profile['planning_s']:.2f} s, operators {profile['operators_cpu_s']:.2f} s of CPU")
+            figures[name].setdefault("step_profile", {})[str(length)] = profile
 
 
 def summarize_batch(runs: list[dict[str, Any]], alone: dict[str, float]) -> dict[str, Any]:

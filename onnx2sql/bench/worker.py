@@ -59,6 +59,9 @@ def serve(engine_name: str, model_dir: Path, options: dict[str, Any], replies: I
         if request["op"] == "generate_batch":
             reply(_batch(engine, request))
             continue
+        if request["op"] == "profile_step":
+            reply(_profile(engine, request))
+            continue
         try:
             run = engine.generate(request["prompt_ids"], request["new_tokens"], _tick(request.get("label", "")))
             reply({"tokens": run.tokens, "ttft_s": run.ttft_s, "decode_tokens_per_s": run.decode_tokens_per_s,
@@ -82,6 +85,17 @@ def _batch(engine: Any, request: dict[str, Any]) -> dict[str, Any]:
         return {"error": _describe(exc)}
     return {"tokens": run.tokens, "ttft_s": run.ttft_s, "decode_tokens_per_s": run.decode_tokens_per_s,
             "peak_rss_bytes": peak_rss_bytes()}
+
+
+def _profile(engine: Any, request: dict[str, Any]) -> dict[str, Any]:
+    from onnx2sql.bench.engines import ProfileUnsupported
+
+    try:
+        return {"profile": engine.profile_step(request["prompt_ids"])}
+    except ProfileUnsupported as exc:
+        return {"unsupported": str(exc)}
+    except Exception as exc:
+        return {"error": _describe(exc)}
 
 
 def _tick(label: str) -> Callable[[int], None]:

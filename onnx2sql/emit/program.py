@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
@@ -93,11 +93,17 @@ class Program:
         return max((sum(self.weight_bytes.get(t, 0) for t in region_reads(self.statements, r)) for r in self.regions),
                    default=0)
 
-    def region_sql(self, k: int, comments: bool = False) -> str:
+    def region_query(self, k: int, comments: bool = False) -> str:
+        """The SELECT of region k, in the program's dialect."""
+        return dialect_for(self.backend).finish(region_query(self.statements, self.regions[k], comments))
+
+    def region_sql(self, k: int, comments: bool = False, query: str | None = None) -> str:
+        """The statement that stores region k's sink: its query (or `query`, which stands for it)
+        creating the sink's table, or appended to it."""
         region = self.regions[k]
         sink = self.statements[region.sink]
         dialect = dialect_for(self.backend)
-        query = dialect.finish(region_query(self.statements, region, comments))
+        query = query if query is not None else self.region_query(k, comments)
         if sink.appends:
             return dialect.insert_rows(quote_ident(sink.table), self._columns(sink.table), query)
         return dialect.create_table_as(quote_ident(sink.table), query)
@@ -107,15 +113,15 @@ class Program:
         spec = next(t for t in self.inputs if t.table == table)
         return [f"i{k}" for k in range(max(len(spec.shape) - 1, 0))] + ["c", "v"]
 
-    def executable(self, drop: bool = True) -> list[str]:
+    def executable(self, drop: bool = True, region_sql: Callable[[int], str] | None = None) -> Iterator[str]:
         """The regions as DuckDB executes them, with each stored table dropped after its last use
-        unless `drop` is false (the tables then stay until replaced or dropped by the caller)."""
-        sqls: list[str] = []
+        unless `drop` is false (the tables then stay until replaced or dropped by the caller).
+        `region_sql` gives region k's statement, when not `self.region_sql(k)`; it is called just
+        before that statement is run, after the regions before it ran."""
         for k, drops in enumerate(self.drops):
-            sqls.append(self.region_sql(k))
+            yield region_sql(k) if region_sql is not None else self.region_sql(k)
             if drop:
-                sqls += [f"DROP TABLE IF EXISTS {quote_ident(t)}" for t in drops]
-        return sqls
+                yield from (f"DROP TABLE IF EXISTS {quote_ident(t)}" for t in drops)
 
     def script(self) -> str:
         """The whole program as a readable SQL file with a shape comment on every table."""

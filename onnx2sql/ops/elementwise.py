@@ -6,14 +6,15 @@ folding rule for inputs known at compile time (shape arithmetic is mostly these 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import onnx
 import onnx.helper
 import sympy
 
-from onnx2sql.emit.sql import in_dialect, int_div
+from onnx2sql.emit.sql import in_dialect, int_div, literal
+from onnx2sql.graph.symbolic import Shape
 from onnx2sql.graph.values import Known, Runtime, Value, shape_of
 from onnx2sql.ops.broadcast import broadcast_shapes
 from onnx2sql.ops.fusion import Recipe, emit_recipe
@@ -157,12 +158,31 @@ def fold(op: str, values: list[Known], dtype: np.dtype) -> Known | None:
 
 def emit_elementwise(ctx: LowerContext, op: str, inputs: list[Value], dtype: np.dtype,
                      expr: str | None = None) -> Runtime:
-    """One statement that applies `expr` (default: the op's) to broadcast inputs."""
-    refs = tuple(ctx.ref(v) for v in inputs)
+    """One statement that applies `expr` (default: the op's) to broadcast inputs. A known scalar
+    input (RMSNorm's exponent and epsilon, attention's scale) is a literal in the expression."""
     out_shape = broadcast_shapes([shape_of(v) for v in inputs])
     template = expr if expr is not None else element_expression(op, [v.dtype for v in inputs])
-    return emit_recipe(ctx, Recipe(refs, lambda elements: template.format(*elements), np.dtype(dtype), out_shape,
-                                   ctx.node_label))
+    literals = scalar_literals(inputs, out_shape)
+    refs = tuple(ctx.ref(v) for k, v in enumerate(inputs) if k not in literals)
+
+    def element(elements: Sequence[str]) -> str:
+        tables = iter(elements)
+        return template.format(*[literals[k] if k in literals else next(tables) for k in range(len(inputs))])
+
+    return emit_recipe(ctx, Recipe(refs, element, np.dtype(dtype), out_shape, ctx.node_label))
+
+
+def scalar_literals(inputs: list[Value], out_shape: Shape) -> dict[int, str]:
+    """The inputs written as SQL literals rather than read as tables, by position: known numeric
+    scalars, when the other inputs alone broadcast to the output's shape (a scalar of higher rank
+    adds axes, which only a table gives). Each would otherwise be a constant joined to every row,
+    and a statement of its own for the database to plan."""
+    found = {k: literal(v.array.reshape(-1)[0], v.dtype) for k, v in enumerate(inputs)
+             if isinstance(v, Known) and not v.symbolic and v.array.size == 1}
+    rest = [shape_of(v) for k, v in enumerate(inputs) if k not in found]
+    if not found or not rest or tuple(broadcast_shapes(rest)) != tuple(out_shape):
+        return {}
+    return found
 
 
 def apply(ctx: LowerContext, op: str, inputs: list[Value], dtype: np.dtype | None = None) -> Value:

@@ -23,7 +23,7 @@ from onnx2sql.emit.sql import quote_ident, render
 from onnx2sql.errors import InputError, UsageError
 from onnx2sql.runtime.batching import grown, left_padded, positions
 from onnx2sql.runtime.kernel_mode import check_weight_format, requested_mode, resolve_weights
-from onnx2sql.runtime.session import CountingConnection, DatabaseSession, Session
+from onnx2sql.runtime.session import CountingConnection, DatabaseSession, RepeatingSession, Session
 from onnx2sql.runtime.text import ModelFolder
 from onnx2sql.sizes import parse_size
 from onnx2sql.storage.folders import private_temp_dir, recover_interrupted_replace, remove_dead_owners, \
@@ -179,7 +179,7 @@ class Generator:
         return open_compiled_db(self.db_path, config)
 
     def _new_session(self) -> Session:
-        return Session(self.con, self.program)
+        return RepeatingSession(self.con, self.program)
 
     def _prepare_program(self) -> None:
         self.session = self._new_session()

@@ -5,7 +5,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import ContextManager, Mapping
+from typing import TYPE_CHECKING, ContextManager, Iterable, Mapping
 
 import duckdb
 import numpy as np
@@ -15,6 +15,9 @@ from onnx2sql.emit.program import Program
 from onnx2sql.emit.sql import quote_ident, quote_literal
 from onnx2sql.errors import InputError, ModelError, ShapeError
 from onnx2sql.storage.arrays import read_table, write_feed
+
+if TYPE_CHECKING:
+    from onnx2sql.runtime.step_profile import StatementProfiler
 
 META_TABLE = "onnx2sql_meta"
 
@@ -54,9 +57,13 @@ class CountingConnection:
     def __init__(self, con: duckdb.DuckDBPyConnection):
         self._con = con
         self.statements = 0
+        # A runtime.step_profile.StatementProfiler while a step is profiled.
+        self.profiler: StatementProfiler | None = None
 
     def execute(self, *args: object, **kwargs: object) -> duckdb.DuckDBPyConnection:
         self.statements += 1
+        if self.profiler is not None:
+            return self.profiler.run(self._con, lambda: self._con.execute(*args, **kwargs), args[0] if args else None)
         return self._con.execute(*args, **kwargs)
 
     def sql(self, *args: object, **kwargs: object) -> duckdb.DuckDBPyRelation:
@@ -120,7 +127,10 @@ class Session:
 
     def execute(self, drop: bool = True) -> None:
         """Run the program; `drop=False` keeps its intermediate tables (see Program.executable)."""
-        for k, sql in enumerate(self.program.executable(drop)):
+        self._run(self.program.executable(drop))
+
+    def _run(self, sqls: Iterable[str]) -> None:
+        for k, sql in enumerate(sqls):
             if self.trace:
                 print(f"-- [{k}]\n{sql}", file=sys.stderr)
             self.con.execute(sql)
@@ -176,6 +186,31 @@ class Session:
         ).fetchall()
         for (table,) in tables:
             self.con.execute(f"DROP TABLE IF EXISTS temp.main.{quote_ident(table)}")
+
+
+class RepeatingSession(Session):
+    """A DuckDB Session whose program runs again and again (a step per generated token). The first
+    time a region runs, its query becomes a table macro, and from then on the region's statement
+    reads the macro: DuckDB parses a statement's text on every execution, about 1 µs a character
+    (a SmolLM2 step is 400 KB of SQL), while a macro keeps its parsed query. Binding and planning
+    happen on every execution either way. A macro is bound when it is created, so it is made just
+    before its region first runs, when every table it reads exists."""
+
+    MACRO_PREFIX = "onnx2sql_region_"
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, program: Program):
+        super().__init__(con, program)
+        self.macros: set[int] = set()
+
+    def execute(self, drop: bool = True) -> None:
+        self._run(self.program.executable(drop, region_sql=self._through_macro))
+
+    def _through_macro(self, k: int) -> str:
+        name = f"{self.MACRO_PREFIX}{k}"
+        if k not in self.macros:
+            self.con.execute(f"CREATE OR REPLACE TEMP MACRO {name}() AS TABLE {self.program.region_query(k)}")
+            self.macros.add(k)
+        return self.program.region_sql(k, query=f"SELECT * FROM {name}()")
 
 
 class DatabaseSession(Session):

@@ -30,8 +30,8 @@ def bench_run(tiny_llama3_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     cap = [] if cgroup_cap_unavailable() else ["--memory-cap", CAP]
     result = subprocess.run(
         [sys.executable, "-m", "onnx2sql", "bench", str(tiny_llama3_dir), "--engines", ",".join(ENGINES),
-         "--prompt-lens", "4", "--new-tokens", "3", "--repeats", "1", "--batch", "3", "--out", str(out), "--plot", str(out), *cap],
-        capture_output=True, text=True, timeout=300)
+         "--prompt-lens", "4", "--new-tokens", "3", "--repeats", "1", "--batch", "3", "--profile-step", "--out", str(out), "--plot", str(out),
+         *cap], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     return json.loads((out / "results.json").read_text()), out, result.stdout
 
@@ -60,6 +60,21 @@ def test_results_have_every_figure_of_both_engines(bench_run: tuple[dict, Path, 
     assert results["machine"]["versions"]["duckdb"] and results["machine"]["versions"]["onnxruntime"]
     assert results["bandwidth"]["limit_bytes_per_s"] > 0
     assert 0 < results["weights"]["per_token_bytes"] <= results["weights"]["total_bytes"]
+
+
+def test_database_engines_profile_a_decode_step(bench_run: tuple[dict, Path, str]) -> None:
+    """--profile-step: each DuckDB engine's decode step after the prompt, statement by statement,
+    the same statements as its timed steps and onnxruntime's tokens; onnxruntime has no profile."""
+    results, _, table = bench_run
+    want = results["engines"]["onnxruntime"]["tokens"]["4"][:2]
+    for name in ("duckdb", "duckdb-sql", "duckdb-int8"):
+        profile = results["engines"][name]["step_profile"]["4"]
+        assert profile["statements"] == results["engines"][name]["statements_per_step"]
+        assert 0 < profile["planning_s"] <= profile["wall_s"] and profile["operators_cpu_s"] > 0
+        if results["engines"][name]["precision"] == "fp32":
+            assert profile["tokens"] == want
+    assert "step_profile" not in results["engines"]["onnxruntime"]
+    assert "decode step after prompt 4: planning / operators' CPU / wall" in table
 
 
 def test_duckdb_and_onnxruntime_agree_on_the_greedy_tokens(bench_run: tuple[dict, Path, str]) -> None:

@@ -162,3 +162,29 @@ def test_rmsnorm_chain_fuses_into_one_statement_with_parity() -> None:
 def computed_ops(statements: list) -> list[str]:
     """The op of each statement that reads a table: the weight w, written as VALUES rows, is not one."""
     return [s.comment.split("<- ")[1].split(" ")[0] for s in statements if s.reads]
+
+
+@pytest.mark.parametrize("scalar", [np.array(2.5, np.float32), np.array([[np.inf]], np.float32),
+                                    np.array([np.nan], np.float32), np.array([-3], np.int64)], ids=str)
+def test_known_scalars_are_literals_in_the_expression(scalar: np.ndarray) -> None:
+    """A known scalar (a rank the other input's covers) is a literal inside the one statement, not a
+    constant of its own joined to every row; the values equal onnxruntime's, infinities and NaN included."""
+    from onnx2sql.graph.visitor import lower_model
+
+    x = f32(2, 3, 5) if scalar.dtype == np.float32 else i64(2, 3, 5)
+    model = node_model("Mul", {"x": x}, constants={"s": scalar})
+    assert_parity(model, {"x": x})
+    program = lower_model(model, chunk=4)
+    assert [s.reads for s in program.statements] == [(f'"{program.inputs[0].table}"',)]
+
+
+def test_a_scalar_that_adds_axes_stays_a_table() -> None:
+    """x [3] times a known [1, 1] is [1, 3]: the scalar gives the leading axis, so it is read as a
+    (VALUES) constant, and the result equals onnxruntime's."""
+    from onnx2sql.graph.visitor import lower_model
+
+    x = f32(3)
+    model = node_model("Add", {"x": x}, constants={"s": np.array([[1.5]], np.float32)})
+    assert_parity(model, {"x": x})
+    statements = lower_model(model, chunk=4).statements
+    assert [bool(s.reads) for s in statements] == [False, True]
