@@ -46,11 +46,15 @@ class BatchRun:
     decode_tokens_per_s: float  # tokens after the first, of all sequences, per second of decoding
 
 
-class BatchUnsupported(Exception):
+class Unsupported(Exception):
+    """The engine lacks an optional feature of the benchmark."""
+
+
+class BatchUnsupported(Unsupported):
     """The engine generates one sequence at a time only."""
 
 
-class ProfileUnsupported(Exception):
+class ProfileUnsupported(Unsupported):
     """The engine has no statement profile of a decode step."""
 
 

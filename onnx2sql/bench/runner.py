@@ -388,6 +388,16 @@ def make_batch_prompts(folder: Any, lengths: list[int], size: int) -> dict[int, 
     return {n: [ids[k:k + n] for k in range(size)] for n in lengths}
 
 
+def ask(running: dict[str, EngineProcess], name: str, label: str, message: dict[str, Any]) -> dict[str, Any] | None:
+    """The engine's reply to `message`, or None when its process died (it then leaves `running`)."""
+    try:
+        return running[name].request(message)
+    except EngineDied as exc:
+        log(f"{label}: {exc}")
+        running.pop(name)
+        return None
+
+
 def batch_runs(running: dict[str, EngineProcess], figures: dict[str, dict[str, Any]],
                batches: dict[int, list[list[int]]], new_tokens: int) -> None:
     """One batch per prompt length and engine, for the engines that generate batches."""
@@ -395,11 +405,8 @@ def batch_runs(running: dict[str, EngineProcess], figures: dict[str, dict[str, A
         for name in list(running):
             label = f"{name} batch of {len(prompts)}, prompt {length}"
             log(f"{label}: running")
-            try:
-                reply = running[name].request({"op": "generate_batch", "prompts": prompts, "new_tokens": new_tokens})
-            except EngineDied as exc:
-                log(f"{label}: {exc}")
-                running.pop(name)
+            reply = ask(running, name, label, {"op": "generate_batch", "prompts": prompts, "new_tokens": new_tokens})
+            if reply is None:
                 continue
             entry = figures[name].setdefault("batch", {"size": len(prompts), "runs": []})
             reason = reply.get("unsupported") or reply.get("error")
@@ -419,13 +426,8 @@ def step_profiles(running: dict[str, EngineProcess], figures: dict[str, dict[str
     for length, ids in prompts.items():
         for name in list(running):
             label = f"{name} step profile, prompt {length}"
-            try:
-                reply = running[name].request({"op": "profile_step", "prompt_ids": ids})
-            except EngineDied as exc:
-                log(f"{label}: {exc}")
-                running.pop(name)
-                continue
-            if "unsupported" in reply:
+            reply = ask(running, name, label, {"op": "profile_step", "prompt_ids": ids})
+            if reply is None or "unsupported" in reply:
                 continue
             if "error" in reply:
                 log(f"{label}: {reply['error']}")

@@ -57,10 +57,10 @@ def serve(engine_name: str, model_dir: Path, options: dict[str, Any], replies: I
         if request["op"] == "exit":
             break
         if request["op"] == "generate_batch":
-            reply(_batch(engine, request))
+            reply(_optional(lambda: _batch(engine, request)))
             continue
         if request["op"] == "profile_step":
-            reply(_profile(engine, request))
+            reply(_optional(lambda: {"profile": engine.profile_step(request["prompt_ids"])}))
             continue
         try:
             run = engine.generate(request["prompt_ids"], request["new_tokens"], _tick(request.get("label", "")))
@@ -73,29 +73,24 @@ def serve(engine_name: str, model_dir: Path, options: dict[str, Any], replies: I
     return 0
 
 
+def _optional(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The reply `call` makes; an engine without the feature says so, and an error is described."""
+    from onnx2sql.bench.engines import Unsupported
+
+    try:
+        return call()
+    except Unsupported as exc:
+        return {"unsupported": str(exc)}
+    except Exception as exc:
+        return {"error": _describe(exc)}
+
+
 def _batch(engine: Any, request: dict[str, Any]) -> dict[str, Any]:
-    from onnx2sql.bench.engines import BatchUnsupported
     from onnx2sql.bench.memory import peak_rss_bytes
 
-    try:
-        run = engine.generate_batch(request["prompts"], request["new_tokens"])
-    except BatchUnsupported as exc:
-        return {"unsupported": str(exc)}
-    except Exception as exc:
-        return {"error": _describe(exc)}
+    run = engine.generate_batch(request["prompts"], request["new_tokens"])
     return {"tokens": run.tokens, "ttft_s": run.ttft_s, "decode_tokens_per_s": run.decode_tokens_per_s,
             "peak_rss_bytes": peak_rss_bytes()}
-
-
-def _profile(engine: Any, request: dict[str, Any]) -> dict[str, Any]:
-    from onnx2sql.bench.engines import ProfileUnsupported
-
-    try:
-        return {"profile": engine.profile_step(request["prompt_ids"])}
-    except ProfileUnsupported as exc:
-        return {"unsupported": str(exc)}
-    except Exception as exc:
-        return {"error": _describe(exc)}
 
 
 def _tick(label: str) -> Callable[[int], None]:

@@ -37,8 +37,8 @@ class KindTimes:
     planning_s: float = 0.0
     operators_cpu_s: float = 0.0
 
-    def add(self, wall_s: float, planning_s: float, operators_cpu_s: float) -> None:
-        self.statements += 1
+    def add(self, wall_s: float, planning_s: float, operators_cpu_s: float, statements: int = 1) -> None:
+        self.statements += statements
         self.wall_s += wall_s
         self.planning_s += planning_s
         self.operators_cpu_s += operators_cpu_s
@@ -60,10 +60,7 @@ class StepProfile:
     def total(self) -> KindTimes:
         out = KindTimes()
         for k in self.kinds.values():
-            out.statements += k.statements
-            out.wall_s += k.wall_s
-            out.planning_s += k.planning_s
-            out.operators_cpu_s += k.operators_cpu_s
+            out.add(k.wall_s, k.planning_s, k.operators_cpu_s, k.statements)
         return out
 
     def as_json(self) -> dict[str, Any]:
@@ -85,20 +82,13 @@ def statement_kind(sql: object, inputs: frozenset[str]) -> str | None:
 
 
 def planning_seconds(profile: dict[str, Any]) -> float:
-    """Binding, optimising and physical planning in a DuckDB JSON profile (2.x layout: a section each)."""
-    return sum(_section_total(profile.get(key)) for key in ("planner", "optimizer", "physical_planner"))
+    """Binding, optimising and physical planning in a DuckDB JSON profile (a section each)."""
+    sections = ("planner", "optimizer", "physical_planner")
+    return sum(float(profile.get(key, {}).get("total_time") or 0.0) for key in sections)
 
 
 def operators_cpu_seconds(profile: dict[str, Any]) -> float:
-    query = profile.get("query")
-    value = query.get("cpu_time") if isinstance(query, dict) else profile.get("cpu_time")
-    return float(value or 0.0)
-
-
-def _section_total(section: object) -> float:
-    if isinstance(section, dict):
-        return float(section.get("total_time") or 0.0)
-    return float(section or 0.0) if isinstance(section, (int, float)) else 0.0
+    return float(profile["query"].get("cpu_time") or 0.0)
 
 
 class StatementProfiler:
